@@ -1,0 +1,1 @@
+"""Subcommands of the ``learnrec`` CLI that belong to no single component."""

@@ -1,0 +1,89 @@
+"""Dead-letter writer: a rejected event goes to the dead-letter topic and the worker goes on.
+
+The record keeps the original key and value bytes untouched; the reason and the source
+coordinates travel as headers:
+
+- ``dlq.reason``: why the event was rejected (UTF-8 text)
+- ``dlq.source.topic`` / ``dlq.source.partition`` / ``dlq.source.offset``
+- ``dlq.stage``: which worker rejected it
+- ``dlq.time``: Unix seconds when it was rejected
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+from kafka import KafkaProducer
+
+log = logging.getLogger(__name__)
+
+MAX_REASON_CHARS = 2_000
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A dead-letter record as read back from the topic."""
+
+    reason: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    stage: str
+    key: bytes | None
+    value: bytes | None
+
+    @classmethod
+    def from_record(cls, record: object) -> DeadLetter:
+        headers = {k: v for k, v in (getattr(record, "headers", None) or [])}
+        return cls(
+            reason=headers.get("dlq.reason", b"").decode("utf-8", "replace"),
+            source_topic=headers.get("dlq.source.topic", b"").decode(),
+            source_partition=int(headers.get("dlq.source.partition", b"-1")),
+            source_offset=int(headers.get("dlq.source.offset", b"-1")),
+            stage=headers.get("dlq.stage", b"").decode(),
+            key=getattr(record, "key", None),
+            value=getattr(record, "value", None),
+        )
+
+
+class DeadLetterWriter:
+    """Sends rejected records to one dead-letter topic; :meth:`flush` before committing offsets."""
+
+    def __init__(self, producer: KafkaProducer, topic: str, stage: str) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._stage = stage
+        self.sent = 0
+
+    def send(self, record: object, reason: str) -> None:
+        """Queue ``record`` (a kafka-python ConsumerRecord) with ``reason``."""
+        reason = reason[:MAX_REASON_CHARS]
+        headers = [
+            ("dlq.reason", reason.encode("utf-8")),
+            ("dlq.source.topic", str(getattr(record, "topic", "")).encode()),
+            ("dlq.source.partition", str(getattr(record, "partition", -1)).encode()),
+            ("dlq.source.offset", str(getattr(record, "offset", -1)).encode()),
+            ("dlq.stage", self._stage.encode()),
+            ("dlq.time", json.dumps(time.time()).encode()),
+        ]
+        self._producer.send(
+            self._topic,
+            key=getattr(record, "key", None),
+            value=getattr(record, "value", None),
+            headers=headers,
+        )
+        self.sent += 1
+        log.warning(
+            "dead-lettered %s[%s]@%s: %s",
+            getattr(record, "topic", "?"),
+            getattr(record, "partition", "?"),
+            getattr(record, "offset", "?"),
+            reason,
+        )
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Block until every queued dead letter is acknowledged by the broker."""
+        self._producer.flush(timeout=timeout)

@@ -1,0 +1,302 @@
+"""Local Kafka (KRaft, plain Java process) and Redis (system redis-server) on 127.0.0.1.
+
+``learnrec services up|down|status``. Kafka's jars come from Maven Central once
+(``mvn dependency:copy-dependencies`` into ``<cache_dir>/kafka-<version>/jars``) and are reused
+afterwards; the broker's storage is formatted on first start. Redis comes from Debian's
+``redis-server`` package, installed with apt when missing and running as root.
+
+Every process is started detached with a pid file, so ``down`` can stop exactly what ``up``
+started. Nothing here is needed when a Docker daemon answers (``docker compose up -d kafka redis``)
+or when ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` already point at running servers.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.config import Settings
+
+LOG4J_VERSION = "2.24.3"
+
+
+class ServiceError(RuntimeError):
+    """A local service could not be set up or started; the message says why."""
+
+
+@dataclass(frozen=True)
+class LocalServices:
+    settings: Settings
+
+    @property
+    def root(self) -> Path:
+        return self.settings.cache_dir.resolve() / "services"
+
+    @property
+    def kafka_home(self) -> Path:
+        return self.settings.cache_dir.resolve() / f"kafka-{self.settings.kafka_version}"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.settings.kafka_port}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.settings.redis_port}/0"
+
+    def env_lines(self) -> list[str]:
+        return [
+            f"export KAFKA_BOOTSTRAP_SERVERS={self.kafka_bootstrap}",
+            f"export REDIS_URL={self.redis_url}",
+        ]
+
+    # ------------------------------------------------------------------ lifecycle
+    def up(self, timeout_s: float = 90.0) -> None:
+        """Start whatever is not answering yet, and wait until both answer."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not redis_answers(self.redis_url):
+            self._start_redis()
+        if not kafka_answers(self.kafka_bootstrap):
+            self._start_kafka()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if redis_answers(self.redis_url) and kafka_answers(self.kafka_bootstrap):
+                return
+            self._check_alive()
+            time.sleep(0.5)
+        raise ServiceError(
+            f"services did not answer within {timeout_s:.0f}s; see logs in {self.root}"
+        )
+
+    def down(self) -> None:
+        """Stop what :meth:`up` started (by pid file); leaves data in place."""
+        for name in ("kafka", "redis"):
+            pid = self._pid(name)
+            if pid is None:
+                continue
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            for _ in range(100):
+                if not _alive(pid):
+                    break
+                time.sleep(0.1)
+            else:
+                os.kill(pid, signal.SIGKILL)
+            (self.root / f"{name}.pid").unlink(missing_ok=True)
+
+    def status(self) -> dict[str, bool]:
+        return {
+            "kafka": kafka_answers(self.kafka_bootstrap),
+            "redis": redis_answers(self.redis_url),
+        }
+
+    # ------------------------------------------------------------------ redis
+    def _start_redis(self) -> None:
+        binary = shutil.which("redis-server") or _install_redis()
+        data = self.root / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                binary,
+                "--bind", "127.0.0.1",
+                "--port", str(self.settings.redis_port),
+                "--daemonize", "yes",
+                "--pidfile", str(self.root / "redis.pid"),
+                "--logfile", str(self.root / "redis.log"),
+                "--dir", str(data),
+                # Redis holds rebuildable state (Kafka is the source of truth): append-only
+                # file for quick restarts, no RDB snapshots forking a copy of memory.
+                "--appendonly", "yes",
+                "--save", "",
+                "--protected-mode", "yes",
+            ],
+            check=True,
+        )
+
+    # ------------------------------------------------------------------ kafka
+    def _start_kafka(self) -> None:
+        jars = self.fetch_kafka_jars()
+        java = shutil.which("java")
+        if java is None:
+            raise ServiceError("java (17 or newer) is required to run Kafka locally")
+        data = self.root / "kafka-data"
+        config = self.root / "server.properties"
+        config.write_text(self._server_properties(data))
+        log4j = self.root / "log4j2.properties"
+        log4j.write_text(_LOG4J2_CONFIG.replace("@LOG@", str(self.root / "kafka.log")))
+        classpath = f"{jars}/*"
+        if not (data / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            result = subprocess.run(
+                [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
+                 "-t", cluster_id, "-c", str(config), "--standalone", "--ignore-formatted"],
+                capture_output=True, text=True,
+            )
+            if result.returncode != 0:
+                raise ServiceError(f"formatting Kafka storage failed: {result.stderr or result.stdout}")
+        out = open(self.root / "kafka.out", "ab")
+        process = subprocess.Popen(
+            [java, f"-Xmx{self.settings.kafka_heap}", f"-Xms{self.settings.kafka_heap}",
+             "-XX:+UseG1GC", f"-Dlog4j2.configurationFile={log4j}",
+             "-cp", classpath, "kafka.Kafka", str(config)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        (self.root / "kafka.pid").write_text(str(process.pid))
+
+    def fetch_kafka_jars(self) -> Path:
+        """Collect the broker's jars from Maven once; returns the folder holding them."""
+        jars = self.kafka_home / "jars"
+        marker = self.kafka_home / "complete"
+        if marker.exists():
+            return jars
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise ServiceError("Maven (mvn) is required to fetch Kafka's jars the first time")
+        self.kafka_home.mkdir(parents=True, exist_ok=True)
+        (self.kafka_home / "pom.xml").write_text(
+            _POM.replace("@KAFKA@", self.settings.kafka_version).replace("@LOG4J@", LOG4J_VERSION)
+        )
+        print(f"fetching Apache Kafka {self.settings.kafka_version} jars with Maven (once)...", flush=True)
+        result = subprocess.run(
+            [mvn, "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={jars}",
+             "-DincludeScope=runtime"],
+            cwd=self.kafka_home, capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise ServiceError(f"mvn failed to fetch Kafka jars:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        marker.write_text("ok\n")
+        return jars
+
+    def _server_properties(self, data: Path) -> str:
+        s = self.settings
+        return "\n".join([
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.bootstrap.servers=127.0.0.1:{s.kafka_controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={data}",
+            "num.partitions=4",
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=true",
+            "log.retention.hours=168",
+            "",
+        ])
+
+    # ------------------------------------------------------------------ helpers
+    def _pid(self, name: str) -> int | None:
+        path = self.root / f"{name}.pid"
+        try:
+            return int(path.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _check_alive(self) -> None:
+        pid = self._pid("kafka")
+        if pid is not None and not _alive(pid):
+            tail = (self.root / "kafka.out").read_text(errors="replace")[-3000:]
+            raise ServiceError(f"Kafka exited during start-up:\n{tail}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); treat it as dead.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+        return state != "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+def _install_redis() -> str:
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise ServiceError("redis-server is not installed; install Debian's redis-server package")
+    print("installing redis-server with apt-get...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=env)
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ServiceError("apt-get installed redis-server but it is not on PATH")
+    return binary
+
+
+def redis_answers(url: str) -> bool:
+    """True when a Redis server at ``url`` answers PING."""
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1).ping())
+    except Exception:
+        return False
+
+
+def kafka_answers(bootstrap: str) -> bool:
+    """True when the broker at ``bootstrap`` accepts a connection and returns its metadata."""
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            pass
+    except OSError:
+        return False
+    from kafka import KafkaAdminClient
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, client_id="learnrec-probe")
+        try:
+            admin.list_topics()
+        finally:
+            admin.close()
+        return True
+    except Exception:
+        return False
+
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>learnrec</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>@KAFKA@</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>@LOG4J@</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>@LOG4J@</version></dependency>
+  </dependencies>
+</project>
+"""
+
+_LOG4J2_CONFIG = """appender.file.type = File
+appender.file.name = file
+appender.file.fileName = @LOG@
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+"""

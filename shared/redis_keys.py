@@ -1,0 +1,77 @@
+"""The one place that owns Redis key names.
+
+All keys live under the configured prefix (``LEARNREC_REDIS_PREFIX``, default ``learnrec``) so
+several deployments, or tests, can share a server. Layout:
+
+==================================  =========  ===================================================
+key                                 type       holds
+==================================  =========  ===================================================
+``{p}:item:{item_id}``              hash       text fields, ``text``, ``content_hash``,
+                                               ``content`` (float32 bytes, LLM dim), ``updated_at``
+``{p}:items``                       set        every item id with a content embedding
+``{p}:vectors:{version}``           hash       item_id -> item vector (float32 bytes, output dim)
+``{p}:item-updates``                stream     one entry per new/changed item vector
+                                               (fields ``item_id``, ``version``)
+``{p}:model:current``               string     the model version serving and the stream use
+``{p}:model:preparing``             set        versions being published (vectors being written)
+``{p}:model:versions``              zset       published versions, scored by publish time
+``{p}:model:meta:{version}``        hash       a version's metadata (paths, dims, created_at)
+``{p}:history:{user_id}``           list       the user's recent item ids, oldest first, bounded
+``{p}:event-seen:{event_id}``       string     de-duplication marker for interaction events
+``{p}:popular:{bucket}``            zset       item_id -> interaction count in one time bucket
+==================================  =========  ===================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.config import Settings
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    """Builds key names under one prefix."""
+
+    prefix: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisKeys:
+        return cls(settings.redis_prefix)
+
+    def item(self, item_id: str) -> str:
+        return f"{self.prefix}:item:{item_id}"
+
+    def items(self) -> str:
+        return f"{self.prefix}:items"
+
+    def vectors(self, version: str) -> str:
+        return f"{self.prefix}:vectors:{version}"
+
+    def item_updates(self) -> str:
+        return f"{self.prefix}:item-updates"
+
+    def model_current(self) -> str:
+        return f"{self.prefix}:model:current"
+
+    def model_preparing(self) -> str:
+        return f"{self.prefix}:model:preparing"
+
+    def model_versions(self) -> str:
+        return f"{self.prefix}:model:versions"
+
+    def model_meta(self, version: str) -> str:
+        return f"{self.prefix}:model:meta:{version}"
+
+    def history(self, user_id: str) -> str:
+        return f"{self.prefix}:history:{user_id}"
+
+    def event_seen(self, event_id: str) -> str:
+        return f"{self.prefix}:event-seen:{event_id}"
+
+    def popular(self, bucket: int) -> str:
+        return f"{self.prefix}:popular:{bucket}"
+
+    def pattern_all(self) -> str:
+        """A SCAN pattern matching every key of this prefix."""
+        return f"{self.prefix}:*"

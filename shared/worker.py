@@ -1,0 +1,185 @@
+"""The consume-validate-process-commit loop every streaming component runs.
+
+Contract (at-least-once, with idempotent handlers giving effectively-once results):
+
+1. poll a batch;
+2. decode each record; one that fails goes to the dead-letter topic with the reason;
+3. hand the good ones to the handler, which may reject more (also dead-lettered);
+4. flush the dead letters, then commit the batch's offsets.
+
+If the handler raises (a sink is down), nothing is committed: the consumer seeks back to the
+batch's first offsets and retries after a back-off, so no accepted event is lost. A crash
+anywhere before step 4 means the batch is redelivered; handlers must be idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from kafka import KafkaConsumer, TopicPartition
+from prometheus_client import Counter, Gauge, Histogram
+
+from shared.dead_letter import DeadLetterWriter
+from shared.schemas import EventError
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E")
+
+EVENTS = Counter("learnrec_events_total", "Events consumed", ["worker", "outcome"])
+BATCH_SIZE = Histogram(
+    "learnrec_batch_size", "Records per polled batch", ["worker"], buckets=(1, 5, 10, 50, 100, 250, 500, 1000)
+)
+BATCH_SECONDS = Histogram("learnrec_batch_seconds", "Time to process one batch", ["worker"])
+CONSUMER_LAG = Gauge("learnrec_consumer_lag", "Records behind the end of the log", ["worker"])
+BATCH_FAILURES = Counter("learnrec_batch_failures_total", "Batches retried after a handler error", ["worker"])
+
+
+@dataclass
+class Accepted(Generic[E]):
+    """A record that decoded into an event."""
+
+    record: object
+    event: E
+
+
+@dataclass
+class BatchResult:
+    """What the handler says about a batch: records it rejected, with reasons."""
+
+    rejected: list[tuple[object, str]] = field(default_factory=list)
+
+
+@dataclass
+class BatchStats:
+    polled: int = 0
+    accepted: int = 0
+    dead_lettered: int = 0
+
+
+class BatchWorker(Generic[E]):
+    """Runs the loop above for one consumer.
+
+    ``decode(raw_value) -> E`` raises :class:`EventError` on bad input.
+    ``handle(batch: list[Accepted[E]]) -> BatchResult`` applies the batch idempotently.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        consumer: KafkaConsumer,
+        decode: Callable[[bytes | None], E],
+        handle: Callable[[Sequence[Accepted[E]]], BatchResult],
+        dead_letters: DeadLetterWriter,
+        *,
+        poll_timeout_ms: int = 200,
+        max_records: int = 500,
+        retry_backoff_s: float = 1.0,
+        lag_every_s: float = 5.0,
+    ) -> None:
+        self.name = name
+        self.consumer = consumer
+        self._decode = decode
+        self._handle = handle
+        self._dead_letters = dead_letters
+        self._poll_timeout_ms = poll_timeout_ms
+        self._max_records = max_records
+        self._retry_backoff_s = retry_backoff_s
+        self._lag_every_s = lag_every_s
+        self._last_lag = 0.0
+        self.stop_event = threading.Event()
+        self.totals = BatchStats()
+
+    def run_once(self) -> BatchStats:
+        """Poll, process and commit one batch. Returns what happened (empty on no records)."""
+        polled = self.consumer.poll(timeout_ms=self._poll_timeout_ms, max_records=self._max_records)
+        records = [r for part in polled.values() for r in part]
+        stats = BatchStats(polled=len(records))
+        if not records:
+            self._maybe_report_lag()
+            return stats
+        started = time.perf_counter()
+        BATCH_SIZE.labels(self.name).observe(len(records))
+        accepted: list[Accepted[E]] = []
+        rejected: list[tuple[object, str]] = []
+        for record in records:
+            try:
+                accepted.append(Accepted(record, self._decode(record.value)))
+            except EventError as err:
+                rejected.append((record, str(err)))
+        try:
+            result = self._handle(accepted) if accepted else BatchResult()
+            rejected.extend(result.rejected)
+            for record, reason in rejected:
+                self._dead_letters.send(record, reason)
+            self._dead_letters.flush()
+        except Exception:
+            BATCH_FAILURES.labels(self.name).inc()
+            log.exception("%s: batch of %d failed; will retry after %.1fs", self.name, len(records), self._retry_backoff_s)
+            self._rewind(records)
+            self.stop_event.wait(self._retry_backoff_s)
+            return BatchStats(polled=len(records))
+        self.consumer.commit()
+        stats.dead_lettered = len(rejected)
+        stats.accepted = len(records) - len(rejected)
+        EVENTS.labels(self.name, "accepted").inc(stats.accepted)
+        EVENTS.labels(self.name, "dead_letter").inc(stats.dead_lettered)
+        BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        self.totals.polled += stats.polled
+        self.totals.accepted += stats.accepted
+        self.totals.dead_lettered += stats.dead_lettered
+        self._maybe_report_lag()
+        return stats
+
+    def run(self, max_idle_s: float | None = None) -> BatchStats:
+        """Loop until :attr:`stop_event` is set (or nothing arrived for ``max_idle_s``), then close."""
+        idle_since = time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                stats = self.run_once()
+                if stats.polled:
+                    idle_since = time.monotonic()
+                elif max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
+                    break
+        finally:
+            self.consumer.close(autocommit=False)
+        return self.totals
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT finish the current batch, commit, and exit the loop."""
+
+        def _stop(signum: int, _frame: object) -> None:
+            log.info("%s: signal %d, stopping after this batch", self.name, signum)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+
+    def _rewind(self, records: list[object]) -> None:
+        first: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)  # type: ignore[attr-defined]
+            first[tp] = min(first.get(tp, r.offset), r.offset)  # type: ignore[attr-defined]
+        for tp, offset in first.items():
+            self.consumer.seek(tp, offset)
+
+    def _maybe_report_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < self._lag_every_s:
+            return
+        self._last_lag = now
+        try:
+            assigned = list(self.consumer.assignment())
+            if not assigned:
+                return
+            ends = self.consumer.end_offsets(assigned)
+            lag = sum(max(0, ends[tp] - self.consumer.position(tp)) for tp in assigned)
+            CONSUMER_LAG.labels(self.name).set(lag)
+        except Exception:  # lag is best-effort telemetry, never a reason to stop
+            log.debug("lag report failed", exc_info=True)
