@@ -42,6 +42,32 @@ class Settings(BaseSettings):
     # Where model versions (ONNX towers, checkpoints) live on disk.
     model_dir: Path = Path("artifacts/models")
 
+    # Frozen content encoder: an alias (``minilm``, ``smollm2``) or a Hugging Face name/path.
+    encoder: str = "minilm"
+    encoder_max_tokens: int = Field(default=128, ge=8)
+    encoder_batch_size: int = Field(default=32, ge=1)
+
+    # Model versions: before any trained version exists a bootstrap version serves. With
+    # ``bootstrap_model`` empty it is the content embedding under a seeded random orthogonal
+    # projection to ``bootstrap_output_dim``; else a version folder or a checkpoint file.
+    bootstrap_model: str = ""
+    bootstrap_output_dim: int = Field(default=64, ge=1)
+    bootstrap_seed: int = 0
+    onnx_threads: int = Field(default=1, ge=1)
+
+    # Stream workers (learnrec stream items|history).
+    item_batch_size: int = Field(default=64, ge=1)
+    history_batch_size: int = Field(default=2000, ge=1)
+    history_length: int = Field(default=50, ge=1)
+    # A redelivered interaction is recognised for this long; redeliveries happen within
+    # minutes (an uncommitted batch after a crash or a rebalance), so an hour is ample.
+    event_dedup_ttl_s: int = Field(default=3600, ge=1)
+    popularity_bucket_s: int = Field(default=3600, ge=1)
+    popularity_window_buckets: int = Field(default=24, ge=1)
+    item_updates_maxlen: int = Field(default=100_000, ge=1)
+    # Prometheus /metrics port of a worker; 0 disables the endpoint.
+    metrics_port: int = Field(default=0, ge=0)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
