@@ -16,8 +16,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "services": ("shared.commands.services", "Start, stop or check local Kafka and Redis"),
     "topics": ("shared.commands.topics", "Create the Kafka topics"),
-    "produce": ("shared.commands.produce", "Publish events from a JSON-lines file or a data set"),
-    "demo": ("shared.commands.demo", "Run the end-to-end demo"),
+    "demo": ("demo.commands", "Run the end-to-end demo"),
 }
 
 

@@ -1,0 +1,24 @@
+# learnrec: `make demo` runs the main job, `make test` runs the tests (both set up what is missing).
+VENV ?= $(HOME)/.cache/learnrec/venv
+export LEARNREC_VENV := $(VENV)
+LEARNREC := $(VENV)/bin/learnrec
+
+.PHONY: setup demo test services-up services-down lint bench
+
+setup:
+	scripts/setup.sh
+
+demo: setup
+	HF_HUB_OFFLINE=1 $(LEARNREC) demo $(ARGS)
+
+test:
+	scripts/test.sh $(ARGS)
+
+services-up: setup
+	$(LEARNREC) services up
+
+services-down:
+	$(LEARNREC) services down
+
+lint: setup
+	$(VENV)/bin/ruff check shared stream trainer serving demo bench tests
