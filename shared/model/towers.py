@@ -1,0 +1,132 @@
+"""LEARN twin towers over frozen content embeddings.
+
+Preference module = linear content adaptor (content_dim -> model_dim) + learned positions + a
+small pre-norm transformer with causal attention + linear projection (model_dim -> output_dim).
+The user vector is the output at the last real position, L2-normalised. The item tower is,
+depending on :attr:`LearnConfig.item_tower`:
+
+- ``"shared"`` (paper variant a, default): the same weights; in training it runs causally over
+  a user's target sequence, at serving time an item is encoded alone (a sequence of one);
+- ``"itemwise"`` (variant b): the same weights, but every item is always encoded alone;
+- ``"none"`` (variant c): no transformer, only a learned linear projection of the content.
+
+Padding is on the right (real items first), so causal attention alone keeps padding out of
+every real position's output: no key-padding mask is needed, which keeps the ONNX graph plain.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ItemTower = Literal["shared", "itemwise", "none"]
+
+
+@dataclass
+class LearnConfig:
+    """Hyperparameters of :class:`LearnModel` (all plain values: they go into checkpoints)."""
+
+    content_dim: int
+    model_dim: int = 128
+    num_layers: int = 2
+    num_heads: int = 2
+    ffn_mult: int = 2
+    dropout: float = 0.2
+    output_dim: int = 64
+    max_len: int = 50
+    item_tower: ItemTower = "shared"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Block(nn.Module):
+    """Pre-norm transformer block with causal self-attention. ``[B, L, H] -> [B, L, H]``."""
+
+    def __init__(self, cfg: LearnConfig) -> None:
+        super().__init__()
+        if cfg.model_dim % cfg.num_heads:
+            raise ValueError("model_dim must be a multiple of num_heads")
+        self.heads = cfg.num_heads
+        self.norm1 = nn.LayerNorm(cfg.model_dim)
+        self.qkv = nn.Linear(cfg.model_dim, 3 * cfg.model_dim)
+        self.out = nn.Linear(cfg.model_dim, cfg.model_dim)
+        self.norm2 = nn.LayerNorm(cfg.model_dim)
+        self.ffn = nn.Sequential(
+            nn.Linear(cfg.model_dim, cfg.ffn_mult * cfg.model_dim),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.ffn_mult * cfg.model_dim, cfg.model_dim),
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, causal: torch.Tensor) -> torch.Tensor:
+        """``x`` [B, L, H]; ``causal`` [L, L] additive mask (0 or -inf above the diagonal)."""
+        b, n, h = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, h // self.heads).unbind(2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, heads, L, h/heads]
+        scores = q @ k.transpose(-1, -2) / math.sqrt(h // self.heads) + causal
+        attn = self.drop(torch.softmax(scores, dim=-1))
+        x = x + self.drop(self.out((attn @ v).transpose(1, 2).reshape(b, n, h)))
+        return x + self.drop(self.ffn(self.norm2(x)))
+
+
+class LearnModel(nn.Module):
+    """Twin towers over content embeddings; see the module docstring for the variants."""
+
+    def __init__(self, config: LearnConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.adaptor = nn.Linear(config.content_dim, config.model_dim)
+        self.positions = nn.Embedding(config.max_len, config.model_dim)
+        self.blocks = nn.ModuleList(_Block(config) for _ in range(config.num_layers))
+        self.norm = nn.LayerNorm(config.model_dim)
+        self.drop = nn.Dropout(config.dropout)
+        self.projection = nn.Linear(config.model_dim, config.output_dim)
+        if config.item_tower == "none":
+            self.item_projection = nn.Linear(config.content_dim, config.output_dim)
+        elif config.item_tower not in ("shared", "itemwise"):
+            raise ValueError(f"unknown item_tower {config.item_tower!r}")
+        causal = torch.full((config.max_len, config.max_len), float("-inf")).triu(1)
+        self.register_buffer("causal", causal, persistent=False)
+
+    def encode_sequence(self, content: torch.Tensor) -> torch.Tensor:
+        """Per-position outputs, not normalised. ``content`` [B, L, D] -> [B, L, out].
+
+        Position ``i`` sees positions ``0..i`` only; ``L`` must be at most ``max_len``.
+        """
+        n = content.shape[1]
+        pos = self.positions(torch.arange(n, device=content.device))
+        x = self.drop(self.adaptor(content) + pos)
+        causal = self.causal[:n, :n]
+        for block in self.blocks:
+            x = block(x, causal)
+        return self.projection(self.norm(x))
+
+    def user_tower(self, content: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """User vectors. ``content`` [B, L, D] float32, ``mask`` [B, L] (bool or 0/1, right
+        padded, at least one real item per row) -> [B, out] L2-normalised, at the last real
+        position."""
+        out = self.encode_sequence(content)
+        last = (mask.long().sum(dim=1) - 1).clamp(min=0)  # [B]
+        picked = out.gather(1, last.view(-1, 1, 1).expand(-1, 1, out.shape[-1])).squeeze(1)
+        return F.normalize(picked, dim=-1)
+
+    def item_tower(self, content: torch.Tensor) -> torch.Tensor:
+        """Item vectors, each item encoded alone. ``content`` [B, D] -> [B, out] normalised."""
+        if self.config.item_tower == "none":
+            return F.normalize(self.item_projection(content), dim=-1)
+        return F.normalize(self.encode_sequence(content.unsqueeze(1)).squeeze(1), dim=-1)
+
+    def item_sequence_tower(self, content: torch.Tensor) -> torch.Tensor:
+        """Training-time item vectors for a target sequence. ``content`` [B, T, D] ->
+        [B, T, out] normalised: causal over the sequence for ``"shared"``, per item otherwise."""
+        if self.config.item_tower == "shared":
+            return F.normalize(self.encode_sequence(content), dim=-1)
+        b, t, d = content.shape
+        return self.item_tower(content.reshape(b * t, d)).view(b, t, -1)
