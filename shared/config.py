@@ -68,6 +68,17 @@ class Settings(BaseSettings):
     # Prometheus /metrics port of a worker; 0 disables the endpoint.
     metrics_port: int = Field(default=0, ge=0)
 
+    # Serving (learnrec serve). A new model version is noticed within one poll; catalogues
+    # smaller than ``serving_exact_below`` items are searched exactly, larger ones by HNSW.
+    serving_host: str = "127.0.0.1"
+    serving_port: int = Field(default=8000, ge=1, le=65535)
+    serving_version_poll_s: float = Field(default=0.5, gt=0)
+    serving_exact_below: int = Field(default=20_000, ge=1)
+    serving_hnsw_ef: int = Field(default=128, ge=1)
+    serving_hnsw_m: int = Field(default=16, ge=2)
+    serving_content_cache_items: int = Field(default=100_000, ge=0)
+    serving_popular_refresh_s: float = Field(default=2.0, gt=0)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
