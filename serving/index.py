@@ -1,0 +1,148 @@
+"""Nearest-neighbour index over one model version's item vectors.
+
+Item vectors are L2-normalised, so the inner product is the cosine similarity and the score
+returned. Every item id gets a row (its hnswlib label) in insertion order; an upsert of a known id
+overwrites its row. The rows are kept as a dense float32 matrix ``[n, dim]``:
+
+- below ``exact_below`` items, searches are exact (one matrix-vector product);
+- from there on an HNSW graph (hnswlib, inner product space) is built from the matrix once and
+  kept in step by every later upsert; searches that need more than ``ef`` candidates fall back
+  to exact search, so a large ``k`` is never answered approximately-and-short.
+
+All methods are thread-safe: one lock serialises upserts and searches (both take well under a
+millisecond for the batch sizes the stream produces), which also covers hnswlib's resize.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Sequence
+
+import hnswlib
+import numpy as np
+
+
+class ItemIndex:
+    """Item id -> vector ``[dim]`` float32, searchable by inner product."""
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        exact_below: int = 20_000,
+        ef: int = 128,
+        m: int = 16,
+        ef_construction: int = 100,
+        threads: int = 1,
+    ) -> None:
+        self.dim = dim
+        self.exact_below = exact_below
+        self.ef = ef
+        self._m = m
+        self._ef_construction = ef_construction
+        self._threads = threads
+        self._lock = threading.Lock()
+        self._matrix = np.zeros((1024, dim), dtype=np.float32)
+        self._ids: list[str] = []
+        self._rows: dict[str, int] = {}
+        self._hnsw: hnswlib.Index | None = None
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._rows
+
+    @property
+    def approximate(self) -> bool:
+        """Whether searches go through the HNSW graph."""
+        return self._hnsw is not None
+
+    def vector(self, item_id: str) -> np.ndarray | None:
+        """A copy of the item's vector ``[dim]``, or None for an unknown id."""
+        with self._lock:
+            row = self._rows.get(item_id)
+            return None if row is None else self._matrix[row].copy()
+
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        """Add or replace items. ``vectors``: float32 ``[len(ids), dim]``, L2-normalised."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
+        if not ids:
+            return
+        with self._lock:
+            rows = np.empty(len(ids), dtype=np.int64)
+            for i, item_id in enumerate(ids):
+                row = self._rows.get(item_id)
+                if row is None:
+                    row = len(self._ids)
+                    self._rows[item_id] = row
+                    self._ids.append(item_id)
+                rows[i] = row
+            self._reserve(len(self._ids))
+            self._matrix[rows] = vectors
+            if self._hnsw is not None:
+                self._hnsw.add_items(vectors, rows, num_threads=self._threads)
+            elif len(self._ids) >= self.exact_below:
+                self._build_hnsw()
+
+    def search(
+        self, query: np.ndarray, k: int, exclude: Collection[str] = ()
+    ) -> list[tuple[str, float]]:
+        """The ``k`` best items for ``query`` ``[dim]``, best first, as (item id, score).
+
+        Items in ``exclude`` are left out; fewer than ``k`` come back only when the index holds
+        fewer eligible items.
+        """
+        query = np.ascontiguousarray(query, dtype=np.float32).reshape(self.dim)
+        with self._lock:
+            n = len(self._ids)
+            skip = {self._rows[i] for i in exclude if i in self._rows}
+            wanted = min(n, k + len(skip))
+            if wanted == 0:
+                return []
+            found = self._approximate(query, wanted) if wanted <= self.ef else None
+            rows, scores = found or self._exact(query, n, wanted, skip)
+            return [
+                (self._ids[row], float(score))
+                for row, score in zip(rows.tolist(), scores.tolist(), strict=True)
+                if row not in skip
+            ][:k]
+
+    def _approximate(
+        self, query: np.ndarray, wanted: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """HNSW (rows, scores), ``[wanted]`` each, best first; None without a graph or when
+        hnswlib comes up short."""
+        if self._hnsw is None:
+            return None
+        try:
+            labels, distances = self._hnsw.knn_query(query, k=wanted, num_threads=1)
+        except RuntimeError:  # "cannot return the results in a contiguous 2D array"
+            return None
+        return labels[0], 1.0 - distances[0]
+
+    def _exact(
+        self, query: np.ndarray, n: int, wanted: int, skip: set[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        scores = self._matrix[:n] @ query  # [n]
+        if skip:
+            scores[list(skip)] = -np.inf
+        top = np.argpartition(-scores, wanted - 1)[:wanted] if wanted < n else np.arange(n)
+        order = top[np.argsort(-scores[top], kind="stable")]
+        return order, scores[order]
+
+    def _reserve(self, n: int) -> None:
+        if n > len(self._matrix):
+            grown = np.zeros((max(n, 2 * len(self._matrix)), self.dim), dtype=np.float32)
+            grown[: len(self._matrix)] = self._matrix
+            self._matrix = grown
+        if self._hnsw is not None and n > self._hnsw.get_max_elements():
+            self._hnsw.resize_index(max(n, 2 * self._hnsw.get_max_elements()))
+
+    def _build_hnsw(self) -> None:
+        n = len(self._ids)
+        graph = hnswlib.Index(space="ip", dim=self.dim)
+        graph.init_index(max_elements=2 * n, ef_construction=self._ef_construction, M=self._m)
+        graph.add_items(self._matrix[:n], np.arange(n), num_threads=self._threads)
+        graph.set_ef(self.ef)
+        self._hnsw = graph

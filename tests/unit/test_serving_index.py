@@ -1,0 +1,80 @@
+"""ItemIndex: exact and HNSW search, upserts, exclusions, large k."""
+
+import numpy as np
+import pytest
+
+from serving.index import ItemIndex
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture
+def catalogue() -> tuple[list[str], np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [f"i{n}" for n in range(3000)], _unit(rng.standard_normal((3000, 16)))
+
+
+def _truth(vectors: np.ndarray, query: np.ndarray, k: int) -> list[int]:
+    return list(np.argsort(-(vectors @ query), kind="stable")[:k])
+
+
+@pytest.mark.parametrize("exact_below", [10**6, 100])
+def test_search_finds_the_nearest_items(catalogue, exact_below: int) -> None:
+    ids, vectors = catalogue
+    index = ItemIndex(16, exact_below=exact_below, ef=200)
+    for start in range(0, len(ids), 700):
+        index.upsert(ids[start : start + 700], vectors[start : start + 700])
+    assert len(index) == 3000 and index.approximate == (exact_below == 100)
+    rng = np.random.default_rng(1)
+    recall = []
+    for query in _unit(rng.standard_normal((20, 16))):
+        got = index.search(query, 10)
+        truth = {ids[i] for i in _truth(vectors, query, 10)}
+        recall.append(len(truth & {i for i, _ in got}) / 10)
+        scores = [s for _, s in got]
+        assert scores == sorted(scores, reverse=True)
+        assert scores[0] == pytest.approx(float(vectors[ids.index(got[0][0])] @ query), abs=1e-5)
+    assert np.mean(recall) >= (1.0 if exact_below > 3000 else 0.95)
+
+
+@pytest.mark.parametrize("exact_below", [10**6, 100])
+def test_upsert_replaces_a_known_item(catalogue, exact_below: int) -> None:
+    ids, vectors = catalogue
+    index = ItemIndex(16, exact_below=exact_below)
+    index.upsert(ids, vectors)
+    query = vectors[5]
+    index.upsert(["i5"], -query[None])
+    assert len(index) == 3000
+    assert "i5" not in [i for i, _ in index.search(query, 5)]
+    assert index.search(-query, 1)[0][0] == "i5"
+    np.testing.assert_allclose(index.vector("i5"), -query)
+
+
+@pytest.mark.parametrize("exact_below", [10**6, 100])
+def test_exclusions_are_left_out_and_k_is_filled(catalogue, exact_below: int) -> None:
+    ids, vectors = catalogue
+    index = ItemIndex(16, exact_below=exact_below)
+    index.upsert(ids, vectors)
+    top = [i for i, _ in index.search(vectors[0], 10)]
+    got = [i for i, _ in index.search(vectors[0], 10, exclude=set(top[:5]) | {"unknown"})]
+    assert len(got) == 10 and not set(got) & set(top[:5])
+    assert got[:5] == top[5:]
+
+
+def test_large_k_beyond_ef_is_exact(catalogue) -> None:
+    ids, vectors = catalogue
+    index = ItemIndex(16, exact_below=100, ef=32)
+    index.upsert(ids, vectors)
+    got = index.search(vectors[7], 1000)
+    assert [i for i, _ in got] == [ids[i] for i in _truth(vectors, vectors[7], 1000)]
+
+
+def test_small_and_empty_index() -> None:
+    index = ItemIndex(4)
+    assert index.search(np.ones(4), 5) == []
+    index.upsert(["a", "b"], _unit(np.array([[1, 0, 0, 0], [0, 1, 0, 0]], dtype=np.float32)))
+    assert [i for i, _ in index.search(np.array([1, 0.1, 0, 0]), 5)] == ["a", "b"]
+    assert index.search(np.array([1, 0, 0, 0]), 5, exclude={"a", "b"}) == []
+    assert index.vector("zzz") is None and "a" in index
