@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "services": ("shared.commands.services", "Start, stop or check local Kafka and Redis"),
     "topics": ("shared.commands.topics", "Create the Kafka topics"),
     "demo": ("demo.commands", "Run the end-to-end demo"),
+    "stream": ("stream.commands", "Run the item encoder or the history updater"),
+    "model": ("shared.commands.model", "Bootstrap, list, roll back or prune model versions"),
 }
 
 

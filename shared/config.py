@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     popularity_bucket_s: int = Field(default=3600, ge=1)
     popularity_window_buckets: int = Field(default=24, ge=1)
     item_updates_maxlen: int = Field(default=100_000, ge=1)
+    # How long the group waits for a silent worker before moving its partitions (6 s is the
+    # broker's minimum; kafka_io documents the 10 s default).
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=6_000)
     # Prometheus /metrics port of a worker; 0 disables the endpoint.
     metrics_port: int = Field(default=0, ge=0)
 

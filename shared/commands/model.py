@@ -1,0 +1,41 @@
+"""``learnrec model bootstrap|list|rollback|prune``: inspect and change the serving model version."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from shared.config import get_settings
+from shared.model_versions import ModelRegistry
+from shared.redis_client import make_redis
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub.add_parser("bootstrap", help="Publish the bootstrap version if no version is current")
+    sub.add_parser("list", help="Show the current, preparing and published versions (JSON)")
+    rollback = sub.add_parser("rollback", help="Serve an earlier version again (re-projects every item)")
+    rollback.add_argument("version", nargs="?", help="default: the version published before the current one")
+    prune = sub.add_parser("prune", help="Delete all but the newest published versions")
+    prune.add_argument("--keep", type=int, default=3)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    registry = ModelRegistry.from_settings(settings, make_redis(settings))
+    if args.action == "bootstrap":
+        from shared.bootstrap_model import ensure_current_version
+        from stream.item_encoder import load_encoder
+
+        encoder = load_encoder(settings)
+        print(ensure_current_version(settings, registry, encoder.model_id, encoder.content_dim))
+    elif args.action == "list":
+        versions = [vars(registry.info(v)) | {"path": str(registry.info(v).path)} for v in registry.versions()]
+        print(json.dumps({"current": registry.current(), "preparing": sorted(registry.preparing()),
+                          "versions": versions}, indent=2))
+    elif args.action == "rollback":
+        print(registry.rollback(args.version))
+    else:
+        print("\n".join(registry.prune(args.keep)) or "nothing to prune")
+    return 0

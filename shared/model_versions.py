@@ -1,0 +1,319 @@
+"""Model versions in Redis: which version serves, which are being published, and how to publish.
+
+Keys (see :mod:`shared.redis_keys`): ``model:current`` (string), ``model:preparing`` (set),
+``model:versions`` (zset, score = publish time), ``model:meta:{v}`` (hash), ``vectors:{v}``
+(hash item_id -> float32 bytes ``[output_dim]``).
+
+The publish protocol, and why every committed item has a vector under the current version even
+when it arrives during a publish, is written down in ``docs/VERSIONS.md``. In short:
+
+1. :meth:`ModelRegistry.begin_publish` adds the version to ``preparing``; from then on the item
+   encoder (which WATCHes ``current`` and ``preparing``) writes vectors for it too;
+2. :meth:`ModelRegistry.snapshot` + :meth:`ModelRegistry.write_vectors` re-project every item
+   that existed before, writing a vector only if the item's ``content_hash`` is still the one
+   read (a Lua script), so a fresher vector from the encoder is never overwritten;
+3. :meth:`ModelRegistry.finish_publish` flips ``current`` and drops the version from
+   ``preparing`` in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import redis
+
+from shared.config import Settings
+from shared.redis_keys import RedisKeys
+
+log = logging.getLogger(__name__)
+
+META_FIELDS = ("version", "encoder", "content_dim", "output_dim", "max_history", "created_at", "source")
+
+# KEYS[1] = vectors hash of the version, KEYS[2..] = item hashes; ARGV = (item_id, content_hash,
+# vector bytes) per item. Writes a vector only where the item still has that content hash.
+_WRITE_IF_UNCHANGED = """
+local written = 0
+for i = 2, #KEYS do
+  local base = (i - 2) * 3
+  if redis.call('HGET', KEYS[i], 'content_hash') == ARGV[base + 2] then
+    redis.call('HSET', KEYS[1], ARGV[base + 1], ARGV[base + 3])
+    written = written + 1
+  end
+end
+return written
+"""
+
+
+class VersionError(RuntimeError):
+    """A version that cannot be published, loaded or rolled back to."""
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A version's metadata as registered in Redis (from its ``meta.json``)."""
+
+    version: str
+    path: Path
+    encoder: str
+    content_dim: int
+    output_dim: int
+    max_history: int
+    created_at: str
+    source: str
+
+    @classmethod
+    def from_hash(cls, fields: dict[bytes, bytes]) -> VersionInfo:
+        text = {k.decode(): v.decode() for k, v in fields.items()}
+        return cls(
+            version=text["version"],
+            path=Path(text["path"]),
+            encoder=text["encoder"],
+            content_dim=int(text["content_dim"]),
+            output_dim=int(text["output_dim"]),
+            max_history=int(text["max_history"]),
+            created_at=text["created_at"],
+            source=text["source"],
+        )
+
+
+@dataclass(frozen=True)
+class ItemSnapshot:
+    """Items read for re-projection: ids ``[n]``, content ``[n, content_dim]`` float32, hashes ``[n]``."""
+
+    item_ids: list[str]
+    content: np.ndarray
+    content_hashes: list[str]
+
+
+class LoadedVersion:
+    """A version's ONNX towers, ready to run on CPU."""
+
+    def __init__(self, info: VersionInfo, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        self.info = info
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+        self.item_session = ort.InferenceSession(str(info.path / "item_tower.onnx"), options, providers=providers)
+        self.user_session = ort.InferenceSession(str(info.path / "user_tower.onnx"), options, providers=providers)
+
+    def item_vectors(self, content: np.ndarray) -> np.ndarray:
+        """``content`` float32 ``[n, content_dim]`` -> item vectors float32 ``[n, output_dim]``."""
+        if len(content) == 0:
+            return np.zeros((0, self.info.output_dim), np.float32)
+        (out,) = self.item_session.run(["item_vector"], {"content": np.ascontiguousarray(content, np.float32)})
+        return out
+
+    def user_vectors(self, content: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """``content`` float32 ``[b, seq, content_dim]``, ``mask`` int64 ``[b, seq]`` -> ``[b, output_dim]``."""
+        (out,) = self.user_session.run(
+            ["user_vector"],
+            {"content": np.ascontiguousarray(content, np.float32), "mask": np.ascontiguousarray(mask, np.int64)},
+        )
+        return out
+
+
+class ModelRegistry:
+    """Reads and changes the model-version state of one Redis prefix."""
+
+    def __init__(self, client: redis.Redis, keys: RedisKeys, model_dir: Path, onnx_threads: int = 1) -> None:
+        self.redis = client
+        self.keys = keys
+        self.model_dir = Path(model_dir)
+        self.onnx_threads = onnx_threads
+        self._write_if_unchanged = client.register_script(_WRITE_IF_UNCHANGED)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: redis.Redis) -> ModelRegistry:
+        return cls(client, RedisKeys.from_settings(settings), settings.model_dir, settings.onnx_threads)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def current(self) -> str | None:
+        value = self.redis.get(self.keys.model_current())
+        return value.decode() if value else None
+
+    def preparing(self) -> set[str]:
+        return {v.decode() for v in self.redis.smembers(self.keys.model_preparing())}
+
+    def versions(self) -> list[str]:
+        """Published versions, the most recently published last."""
+        return [v.decode() for v in self.redis.zrange(self.keys.model_versions(), 0, -1)]
+
+    def info(self, version: str) -> VersionInfo:
+        fields = self.redis.hgetall(self.keys.model_meta(version))
+        if not fields:
+            raise VersionError(f"model version {version!r} is not registered")
+        return VersionInfo.from_hash(fields)
+
+    def load_version(self, version: str) -> LoadedVersion:
+        """The version's ONNX sessions (paths from its registered metadata)."""
+        info = self.info(version)
+        if not (info.path / "item_tower.onnx").is_file():
+            raise VersionError(f"model version {version!r}: no item_tower.onnx under {info.path}")
+        return LoadedVersion(info, self.onnx_threads)
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    def register(self, folder: Path) -> VersionInfo:
+        """Record a version folder's ``meta.json`` (plus its path) in Redis; does not publish."""
+        folder = Path(folder).resolve()
+        meta = json.loads((folder / "meta.json").read_text())
+        missing = [f for f in META_FIELDS if f not in meta]
+        if missing:
+            raise VersionError(f"{folder}/meta.json lacks {missing}")
+        fields = {f: str(meta[f]) for f in META_FIELDS} | {"path": str(folder)}
+        self.redis.hset(self.keys.model_meta(meta["version"]), mapping=fields)
+        return self.info(meta["version"])
+
+    def begin_publish(self, version: str) -> None:
+        """Step 1: from now on the item encoder also writes vectors for ``version``."""
+        self.load_version(version)  # fail here, not in every encoder, if the towers are unusable
+        self.redis.sadd(self.keys.model_preparing(), version)
+        log.info("publishing model version %s: preparing", version)
+
+    def snapshot(self, batch_size: int = 512) -> Iterator[ItemSnapshot]:
+        """Step 2a: every item with a content embedding, in batches (read after begin_publish)."""
+        ids: list[str] = []
+        for raw in self.redis.sscan_iter(self.keys.items(), count=batch_size):
+            ids.append(raw.decode())
+            if len(ids) == batch_size:
+                yield self._read_items(ids)
+                ids = []
+        if ids:
+            yield self._read_items(ids)
+
+    def _read_items(self, ids: list[str]) -> ItemSnapshot:
+        pipe = self.redis.pipeline(transaction=False)
+        for item_id in ids:
+            pipe.hmget(self.keys.item(item_id), ["content", "content_hash"])
+        found = [(i, c, h) for i, (c, h) in zip(ids, pipe.execute(), strict=True) if c and h]
+        content = np.stack([np.frombuffer(c, np.float32) for _, c, _ in found]) if found else np.zeros((0, 0), np.float32)
+        return ItemSnapshot([i for i, _, _ in found], content, [h.decode() for _, _, h in found])
+
+    def write_vectors(
+        self, version: str, item_ids: list[str], vectors: np.ndarray, content_hashes: list[str]
+    ) -> int:
+        """Step 2b: store ``vectors`` float32 ``[n, output_dim]`` for items whose content hash is
+        still the one given. Returns how many were written (the others changed meanwhile and
+        already have a fresher vector from the encoder)."""
+        if not item_ids:
+            return 0
+        vectors = np.ascontiguousarray(vectors, np.float32)
+        keys = [self.keys.vectors(version)] + [self.keys.item(i) for i in item_ids]
+        args: list[bytes | str] = []
+        for item_id, content_hash, vector in zip(item_ids, content_hashes, vectors, strict=True):
+            args += [item_id, content_hash, vector.tobytes()]
+        return int(self._write_if_unchanged(keys=keys, args=args))
+
+    def finish_publish(self, version: str) -> None:
+        """Step 3: make ``version`` current and stop preparing it, atomically."""
+        with self.redis.pipeline() as pipe:
+            pipe.watch(self.keys.model_preparing())
+            if not pipe.sismember(self.keys.model_preparing(), version):
+                raise VersionError(f"model version {version!r} is not being published (aborted?)")
+            pipe.multi()
+            pipe.set(self.keys.model_current(), version)
+            pipe.srem(self.keys.model_preparing(), version)
+            pipe.zadd(self.keys.model_versions(), {version: time.time()})
+            pipe.execute()
+        log.info("model version %s is current", version)
+
+    def abort_publish(self, version: str) -> None:
+        """Stop preparing ``version`` (a failed publish); its partial vectors stay until pruned."""
+        self.redis.srem(self.keys.model_preparing(), version)
+
+    def publish(
+        self, version: str, batch_size: int = 512, after_snapshot_batch: Callable[[], None] | None = None
+    ) -> int:
+        """Steps 1-3 for a registered version; returns the number of vectors re-projected.
+
+        ``after_snapshot_batch`` runs between reading a batch and writing its vectors (a test hook
+        to interleave item writes deterministically).
+        """
+        self.begin_publish(version)
+        try:
+            tower = self.load_version(version)
+            written = 0
+            for batch in self.snapshot(batch_size):
+                vectors = tower.item_vectors(batch.content)
+                if after_snapshot_batch:
+                    after_snapshot_batch()
+                written += self.write_vectors(version, batch.item_ids, vectors, batch.content_hashes)
+            self.finish_publish(version)
+        except BaseException:
+            self.abort_publish(version)
+            raise
+        return written
+
+    def rollback(self, version: str | None = None) -> str:
+        """Serve an earlier published version again (default: the one before the current).
+
+        Items that arrived after it stopped serving have no vector under it, so rolling back is
+        a publish: every item is re-projected before the flip.
+        """
+        published = self.versions()
+        if version is None:
+            earlier = [v for v in published if v != self.current()]
+            if not earlier:
+                raise VersionError("no earlier published version to roll back to")
+            version = earlier[-1]
+        elif version not in published:
+            raise VersionError(f"model version {version!r} was never published")
+        self.publish(version)
+        return version
+
+    def prune(self, keep: int) -> list[str]:
+        """Delete all but the ``keep`` most recently published versions (never the current or a
+        preparing one): their vectors, metadata, and folder when it lies under ``model_dir``."""
+        published = self.versions()
+        protected = set(published[-keep:] if keep > 0 else []) | self.preparing()
+        current = self.current()
+        if current:
+            protected.add(current)
+        removed = [v for v in published if v not in protected]
+        for version in removed:
+            path = self.info(version).path
+            self.redis.delete(self.keys.vectors(version), self.keys.model_meta(version))
+            self.redis.zrem(self.keys.model_versions(), version)
+            if path.resolve().parent == self.model_dir.resolve() and path.is_dir():
+                shutil.rmtree(path)
+        return removed
+
+
+class VersionCache:
+    """Loaded towers of the versions in use, loaded on first use, dropped when no longer used."""
+
+    def __init__(self, registry: ModelRegistry, encoder_id: str, content_dim: int) -> None:
+        self.registry = registry
+        self.encoder_id = encoder_id
+        self.content_dim = content_dim
+        self._loaded: dict[str, LoadedVersion] = {}
+
+    def get(self, version: str) -> LoadedVersion:
+        """The towers of ``version``; raises :class:`VersionError` when it was built for another
+        content encoder (its vectors would be meaningless)."""
+        if version not in self._loaded:
+            loaded = self.registry.load_version(version)
+            if (loaded.info.encoder, loaded.info.content_dim) != (self.encoder_id, self.content_dim):
+                raise VersionError(
+                    f"model version {version} expects encoder {loaded.info.encoder} "
+                    f"({loaded.info.content_dim}-d); this worker runs {self.encoder_id} ({self.content_dim}-d)"
+                )
+            self._loaded[version] = loaded
+            log.info("loaded model version %s", version)
+        return self._loaded[version]
+
+    def retain(self, versions: set[str]) -> None:
+        """Forget every loaded version not in ``versions``."""
+        for version in set(self._loaded) - versions:
+            del self._loaded[version]

@@ -1,0 +1,1 @@
+"""Streaming workers: the item encoder (items -> vectors) and the history updater (interactions -> histories)."""

@@ -1,0 +1,138 @@
+"""The item encoder's side of the version protocol: one atomic Redis write per batch.
+
+For a batch of encoded items, :meth:`ItemStore.write` WATCHes ``model:current`` and
+``model:preparing``, reads the active versions (current + preparing), projects the content
+embeddings through each version's item tower, and in one MULTI/EXEC stores the item hashes,
+adds them to ``items``, stores the vectors and announces them on ``item-updates``. When a
+watched key changed in between (a publish began or flipped), nothing is written and the batch is
+projected again under the new set of versions. See docs/VERSIONS.md for the argument.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import redis
+from prometheus_client import Counter
+
+from shared.model_versions import VersionCache, VersionError
+from shared.redis_keys import RedisKeys
+
+log = logging.getLogger(__name__)
+
+WRITE_RETRIES = Counter(
+    "learnrec_item_write_retries_total", "Item batch writes redone because the model versions changed"
+)
+
+
+@dataclass(frozen=True)
+class EncodedItem:
+    """An item ready to store: ``fields`` are its text fields, ``content`` float32 ``[content_dim]``."""
+
+    item_id: str
+    fields: dict[str, str]
+    content_hash: str
+    content: np.ndarray
+
+
+@dataclass
+class WriteResult:
+    """What one batch write did: versions written to and vectors announced per version."""
+
+    versions: list[str] = field(default_factory=list)
+    announced: dict[str, int] = field(default_factory=dict)
+
+
+class ItemStore:
+    """Reads and writes item state under one Redis prefix."""
+
+    def __init__(self, client: redis.Redis, keys: RedisKeys, towers: VersionCache, updates_maxlen: int) -> None:
+        self.redis = client
+        self.keys = keys
+        self.towers = towers
+        self.updates_maxlen = updates_maxlen
+
+    def stored_hashes(self, item_ids: list[str]) -> list[str | None]:
+        """The stored ``content_hash`` of each item (``None`` for an item not stored yet)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for item_id in item_ids:
+            pipe.hget(self.keys.item(item_id), "content_hash")
+        return [h.decode() if h else None for h in pipe.execute()]
+
+    def write(self, changed: list[EncodedItem], unchanged_ids: list[str]) -> WriteResult:
+        """Store ``changed`` items with vectors under every active version, and give each
+        ``unchanged_ids`` item (stored already, same text) a vector under any active version it
+        lacks one for. All or nothing; retried while the active versions move."""
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(self.keys.model_current(), self.keys.model_preparing())
+                    versions = self._active_versions(pipe)
+                    fills = self._missing_vectors(unchanged_ids, versions)
+                    pipe.multi()
+                    result = self._queue_writes(pipe, changed, fills, versions)
+                    pipe.execute()
+                    self.towers.retain(set(versions))
+                    return result
+                except redis.WatchError:
+                    WRITE_RETRIES.inc()
+                    log.info("model versions changed during an item write; writing again")
+
+    def _active_versions(self, pipe: redis.client.Pipeline) -> list[str]:
+        current = pipe.get(self.keys.model_current())
+        if current is None:
+            raise VersionError("no current model version: publish one (learnrec model bootstrap)")
+        preparing = sorted(v.decode() for v in pipe.smembers(self.keys.model_preparing()))
+        return [current.decode()] + [v for v in preparing if v != current.decode()]
+
+    def _missing_vectors(self, item_ids: list[str], versions: list[str]) -> dict[str, tuple[list[str], np.ndarray]]:
+        """Per version, the stored items lacking a vector there, with their content ``[n, D]``."""
+        if not item_ids:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for version in versions:
+            pipe.hmget(self.keys.vectors(version), item_ids)
+        lacking = {v: [i for i, vec in zip(item_ids, got, strict=True) if vec is None]
+                   for v, got in zip(versions, pipe.execute(), strict=True)}
+        needed = sorted({i for ids in lacking.values() for i in ids})
+        if not needed:
+            return {}
+        for item_id in needed:
+            pipe.hget(self.keys.item(item_id), "content")
+        content = {i: np.frombuffer(c, np.float32) for i, c in zip(needed, pipe.execute(), strict=True)}
+        return {v: (ids, np.stack([content[i] for i in ids])) for v, ids in lacking.items() if ids}
+
+    def _queue_writes(
+        self,
+        pipe: redis.client.Pipeline,
+        changed: list[EncodedItem],
+        fills: dict[str, tuple[list[str], np.ndarray]],
+        versions: list[str],
+    ) -> WriteResult:
+        result = WriteResult(versions=versions)
+        for item in changed:
+            key = self.keys.item(item.item_id)
+            pipe.delete(key)  # fields absent from the new event must not linger
+            pipe.hset(key, mapping={**item.fields, "content_hash": item.content_hash,
+                                    "content": np.asarray(item.content, np.float32).tobytes()})
+        if changed:
+            pipe.sadd(self.keys.items(), *(item.item_id for item in changed))
+        content = np.stack([item.content for item in changed]) if changed else None
+        for version in versions:
+            ids = [item.item_id for item in changed]
+            vectors = self.towers.get(version).item_vectors(content) if content is not None else None
+            if version in fills:
+                fill_ids, fill_content = fills[version]
+                fill_vectors = self.towers.get(version).item_vectors(fill_content)
+                ids += fill_ids
+                vectors = fill_vectors if vectors is None else np.concatenate([vectors, fill_vectors])
+            if not ids:
+                continue
+            pipe.hset(self.keys.vectors(version), mapping={i: v.tobytes() for i, v in zip(ids, vectors, strict=True)})
+            for item_id in ids:
+                pipe.xadd(self.keys.item_updates(), {"item_id": item_id, "version": version},
+                          maxlen=self.updates_maxlen, approximate=True)
+            result.announced[version] = len(ids)
+        return result

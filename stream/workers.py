@@ -1,0 +1,83 @@
+"""Wiring: build each stream worker from Settings, serve its metrics, run it until SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import start_http_server
+
+from shared.bootstrap_model import ensure_current_version
+from shared.config import Settings
+from shared.dead_letter import DeadLetterWriter
+from shared.kafka_io import ensure_topics, make_consumer, make_producer
+from shared.model_versions import ModelRegistry, VersionCache
+from shared.redis_client import make_redis
+from shared.redis_keys import RedisKeys
+from shared.schemas import decode_interaction_event, decode_item_event
+from shared.topics import DEAD_LETTER, GROUP_HISTORY_UPDATER, GROUP_ITEM_ENCODER, INTERACTIONS, ITEMS, group_name, topic_name
+from shared.worker import BatchStats, BatchWorker
+from stream.history_updater import HistoryHandler
+from stream.item_encoder import ItemEncoderHandler, TextEncoder, load_encoder
+from stream.item_store import ItemStore
+
+log = logging.getLogger(__name__)
+
+ITEM_WORKER = "item-encoder"
+HISTORY_WORKER = "history-updater"
+
+
+def _consumer(settings: Settings, group: str, topic: str, batch_size: int):
+    return make_consumer(
+        settings,
+        group_name(settings, group),
+        [topic_name(settings, topic)],
+        max_poll_records=batch_size,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_session_timeout_ms // 3,
+    )
+
+
+def build_item_worker(settings: Settings, encoder: TextEncoder | None = None) -> BatchWorker:
+    """The item encoder worker; publishes the bootstrap model version if none is current."""
+    ensure_topics(settings)
+    encoder = encoder or load_encoder(settings)
+    client = make_redis(settings)
+    registry = ModelRegistry.from_settings(settings, client)
+    version = ensure_current_version(settings, registry, encoder.model_id, encoder.content_dim)
+    log.info("item encoder: encoder=%s content_dim=%d current_version=%s", encoder.model_id, encoder.content_dim, version)
+    towers = VersionCache(registry, encoder.model_id, encoder.content_dim)
+    store = ItemStore(client, RedisKeys.from_settings(settings), towers, settings.item_updates_maxlen)
+    return BatchWorker(
+        ITEM_WORKER,
+        _consumer(settings, GROUP_ITEM_ENCODER, ITEMS, settings.item_batch_size),
+        decode_item_event,
+        ItemEncoderHandler(encoder, store),
+        DeadLetterWriter(make_producer(settings), topic_name(settings, DEAD_LETTER), ITEM_WORKER),
+        max_records=settings.item_batch_size,
+    )
+
+
+def build_history_worker(settings: Settings) -> BatchWorker:
+    """The history updater worker."""
+    ensure_topics(settings)
+    handler = HistoryHandler(make_redis(settings), RedisKeys.from_settings(settings), settings)
+    return BatchWorker(
+        HISTORY_WORKER,
+        _consumer(settings, GROUP_HISTORY_UPDATER, INTERACTIONS, settings.history_batch_size),
+        decode_interaction_event,
+        handler,
+        DeadLetterWriter(make_producer(settings), topic_name(settings, DEAD_LETTER), HISTORY_WORKER),
+        max_records=settings.history_batch_size,
+    )
+
+
+def run_worker(worker: BatchWorker, metrics_port: int, max_idle_s: float | None = None) -> BatchStats:
+    """Serve /metrics (unless port 0), stop on SIGTERM/SIGINT after the current batch."""
+    if metrics_port:
+        start_http_server(metrics_port)
+        log.info("%s: metrics on :%d/metrics", worker.name, metrics_port)
+    worker.install_signal_handlers()
+    log.info("%s: running", worker.name)
+    totals = worker.run(max_idle_s=max_idle_s)
+    log.info("%s: stopped: polled=%d accepted=%d dead_lettered=%d", worker.name, totals.polled, totals.accepted, totals.dead_lettered)
+    return totals

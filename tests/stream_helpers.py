@@ -1,0 +1,54 @@
+"""Helpers for the stream tests: a stand-in content encoder and event producers."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from shared.config import Settings
+from shared.kafka_io import make_producer
+from shared.schemas import InteractionEvent, ItemEvent
+from shared.topics import INTERACTIONS, ITEMS, topic_name
+
+
+class HashEncoder:
+    """Deterministic stand-in for ContentEncoder: text -> seeded unit vector ``[content_dim]``."""
+
+    def __init__(self, content_dim: int = 16) -> None:
+        self.content_dim = content_dim
+        self.model_id = f"test-hash-{content_dim}"
+        self.calls: list[list[str]] = []
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        rows = []
+        for text in texts:
+            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+            v = np.random.default_rng(seed).standard_normal(self.content_dim)
+            rows.append(v / np.linalg.norm(v))
+        return np.asarray(rows, np.float32).reshape(len(texts), self.content_dim)
+
+
+def produce(settings: Settings, events: Iterable[ItemEvent | InteractionEvent], raw: Iterable[tuple[str, bytes, bytes]] = ()) -> None:
+    """Send events to their topics (``raw``: extra (topic base, key, value) records), then flush."""
+    producer = make_producer(settings)
+    for event in events:
+        base = ITEMS if isinstance(event, ItemEvent) else INTERACTIONS
+        producer.send(topic_name(settings, base), key=event.key, value=event.to_bytes())
+    for base, key, value in raw:
+        producer.send(topic_name(settings, base), key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0, every_s: float = 0.1) -> bool:
+    """Poll ``condition`` until it holds or the time is up; returns whether it held."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(every_s)
+    return condition()
