@@ -52,3 +52,22 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0, every_s: 
             return True
         time.sleep(every_s)
     return condition()
+
+
+def save_tiny_encoder(folder) -> str:
+    """A tiny randomly initialised BERT and its word-level tokenizer saved to ``folder``: the
+    real ContentEncoder loading code runs on it in a fraction of a second. Returns the path."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    words = "title brand category description caliper drill glass beaker acme tools item".split()
+    vocab = {w: i for i, w in enumerate(["[UNK]", "[PAD]", *words])}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=64)
+    BertModel(config).save_pretrained(folder)
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]").save_pretrained(folder)
+    return str(folder)

@@ -1,0 +1,45 @@
+"""The history updater on a real Kafka and Redis: histories, popularity, duplicates, dead letters."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from shared.dead_letter import DeadLetter
+from shared.popularity import popular_items
+from shared.redis_keys import RedisKeys
+from shared.schemas import InteractionEvent
+from shared.topics import DEAD_LETTER, INTERACTIONS, topic_name
+from stream.workers import build_history_worker
+from tests.kafka_helpers import read_topic
+from tests.stream_helpers import produce, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _history(redis_client, keys: RedisKeys, user: str) -> list[str]:
+    return [i.decode() for i in redis_client.lrange(keys.history(user), 0, -1)]
+
+
+def test_interactions_update_bounded_histories_and_popularity_once(settings, redis_client):
+    fast = settings.model_copy(update={"kafka_session_timeout_ms": 6000, "history_length": 3})
+    keys = RedisKeys.from_settings(fast)
+    now = time.time()
+    events = [InteractionEvent(event_id=f"e{n}", user_id="u1", item_id=f"i{n}", timestamp=now) for n in range(5)]
+    events += [InteractionEvent(event_id="f0", user_id="u2", item_id="i4", timestamp=now),
+               InteractionEvent(event_id="f1", user_id="u2", item_id="not-seen-yet", timestamp=now)]
+    duplicates = [events[4], events[5]]  # delivered twice
+    produce(fast, events + duplicates, raw=[(INTERACTIONS, b"u3", b'{"event_id": "bad"}')])
+    worker = build_history_worker(fast)
+    try:
+        assert wait_until(lambda: worker.run_once() is not None and worker.totals.polled >= 10, 20, every_s=0)
+    finally:
+        worker.consumer.close(autocommit=False)
+    assert _history(redis_client, keys, "u1") == ["i2", "i3", "i4"]  # bounded, oldest first
+    assert _history(redis_client, keys, "u2") == ["i4", "not-seen-yet"]  # unknown items accepted
+    top = popular_items(redis_client, fast, k=2, now=now)
+    assert top[0] == ("i4", 2.0)  # once from u1, once from u2; the duplicates did not count
+    assert redis_client.ttl(keys.event_seen("e0")) > 0
+    letters = [DeadLetter.from_record(r) for r in read_topic(fast, topic_name(fast, DEAD_LETTER), expected=1)]
+    assert [d.value for d in letters] == [b'{"event_id": "bad"}'] and letters[0].stage == "history-updater"
