@@ -1,6 +1,8 @@
 # learnrec: `make demo` runs the main job, `make test` runs the tests (both set up what is missing).
-VENV ?= $(HOME)/.cache/learnrec/venv
+VENV ?= $(or $(LEARNREC_VENV),$(HOME)/.cache/learnrec/venv)
 export LEARNREC_VENV := $(VENV)
+# The checkout's own code wins over whatever checkout the shared venv was installed from.
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 LEARNREC := $(VENV)/bin/learnrec
 
 .PHONY: setup demo test services-up services-down lint bench

@@ -11,7 +11,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
 fi
-stamp="$VENV/.learnrec-$(sha256sum pyproject.toml | cut -c1-16)-$(pwd | sha256sum | cut -c1-8)"
+stamp="$VENV/.learnrec-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "installing learnrec and its dependencies (the first time takes several minutes: torch)"
   "$VENV/bin/pip" install -q -e ".[dev]"

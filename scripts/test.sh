@@ -8,5 +8,6 @@ if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ] || [ -z "${REDIS_URL:-}" ]; then
   eval "$("$VENV/bin/learnrec" services up)"
 fi
 echo "Kafka at $KAFKA_BOOTSTRAP_SERVERS, Redis at $REDIS_URL"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 exec "$VENV/bin/pytest" -q "$@"
