@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo.commands", "Run the end-to-end demo"),
     "stream": ("stream.commands", "Run the item encoder or the history updater"),
     "model": ("shared.commands.model", "Bootstrap, list, roll back or prune model versions"),
+    "serve": ("serving.commands", "Run the recommendation API"),
 }
 
 

@@ -1,0 +1,36 @@
+"""``learnrec serve``: run the recommendation API on uvicorn (uvloop + httptools)."""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from shared.config import get_settings
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    settings = get_settings()
+    parser.add_argument("--host", default=settings.serving_host)
+    parser.add_argument("--port", type=int, default=settings.serving_port)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes; each holds its own index (memory grows with the count)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    uvicorn.run(
+        "serving.asgi:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+    )
+    return 0

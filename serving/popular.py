@@ -1,0 +1,73 @@
+"""Popular items, the answer for users without a usable history.
+
+The history updater counts interactions in ``{p}:popular:{bucket}`` zsets, one per
+``popularity_bucket_s`` seconds. A background thread merges the newest
+``popularity_window_buckets`` of them every ``serving_popular_refresh_s`` seconds into an
+in-process ranking, so requests never wait on it. Each bucket contributes its top
+:data:`PER_BUCKET` items: an approximation of the window's top items that keeps the refresh cost
+bounded however large the catalogue.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Collection
+
+import redis
+
+from shared.config import Settings
+from shared.redis_keys import RedisKeys
+
+log = logging.getLogger(__name__)
+
+PER_BUCKET = 2000
+
+
+class PopularItems:
+    """The window's most interacted-with items, refreshed in the background."""
+
+    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+        self._settings = settings
+        self._redis = client
+        self._keys = RedisKeys.from_settings(settings)
+        self._ranking: list[tuple[str, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="popular-items", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def top(self, k: int, exclude: Collection[str] = ()) -> list[tuple[str, float]]:
+        """Up to ``k`` (item id, interaction count) pairs, most popular first."""
+        ranking = self._ranking
+        if not exclude:
+            return ranking[:k]
+        return [pair for pair in ranking if pair[0] not in exclude][:k]
+
+    def refresh(self, now: float | None = None) -> None:
+        """Re-read the newest buckets from Redis."""
+        bucket = int((time.time() if now is None else now) // self._settings.popularity_bucket_s)
+        pipe = self._redis.pipeline(transaction=False)
+        for b in range(bucket - self._settings.popularity_window_buckets + 1, bucket + 1):
+            pipe.zrange(self._keys.popular(b), 0, PER_BUCKET - 1, desc=True, withscores=True)
+        counts: Counter[str] = Counter()
+        for entries in pipe.execute():
+            for item_id, score in entries:
+                counts[item_id.decode()] += score
+        self._ranking = counts.most_common(PER_BUCKET)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.refresh()
+            except Exception:
+                log.exception("refreshing popular items failed")
+            if self._stop.wait(self._settings.serving_popular_refresh_s):
+                return

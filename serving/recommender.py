@@ -1,0 +1,118 @@
+"""Recommendation logic: history -> content embeddings -> user vector -> nearest items.
+
+Every answer pins one model version (:meth:`VersionHolder.pin_current`) for its whole life: the
+user tower that makes the user vector and the index searched are that version's. The request
+path costs one Redis round trip when the content cache is warm (``LRANGE`` of the history) and a
+second, pipelined one for the embeddings it misses (``HGET {p}:item:{id} content`` each).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import redis.asyncio as aioredis
+
+from serving.content_cache import ContentCache
+from serving.popular import PopularItems
+from serving.versions import LoadedVersion, VersionHolder
+from shared.redis_keys import RedisKeys
+
+Source = Literal["personal", "popular", "similar"]
+
+
+class UnknownItems(LookupError):
+    """None of the given item ids is known."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One recommendation list, all from ``version``."""
+
+    version: str
+    source: Source
+    items: list[tuple[str, float]]
+    unknown: list[str] = field(default_factory=list)
+
+
+class Recommender:
+    """Answers for a stored user, a posted history, or an item."""
+
+    def __init__(
+        self,
+        keys: RedisKeys,
+        client: aioredis.Redis,
+        holder: VersionHolder,
+        cache: ContentCache,
+        popular: PopularItems,
+    ) -> None:
+        self._keys = keys
+        self._redis = client
+        self._holder = holder
+        self._cache = cache
+        self._popular = popular
+
+    async def for_user(self, user_id: str, k: int, exclude_seen: bool = True) -> Answer:
+        """From the user's stored history (newest ``max_history`` items); popular without one."""
+        with self._holder.pin_current() as version:
+            raw = await self._redis.lrange(self._keys.history(user_id), -version.max_history, -1)
+            history = [item_id.decode() for item_id in raw]
+            contents = await self.contents(history, version.content_dim)
+            return self._answer(version, history, contents, k, exclude_seen)
+
+    async def for_items(self, item_ids: Sequence[str], k: int, exclude_seen: bool = True) -> Answer:
+        """From a posted history (oldest first); unknown ids are skipped and reported.
+
+        Raises :class:`UnknownItems` when no id is known.
+        """
+        with self._holder.pin_current() as version:
+            contents = await self.contents(item_ids, version.content_dim)
+            if not contents:
+                raise UnknownItems("none of the item ids is known")
+            answer = self._answer(version, item_ids, contents, k, exclude_seen)
+            unknown = list(dict.fromkeys(i for i in item_ids if i not in contents))
+            return Answer(answer.version, answer.source, answer.items, unknown)
+
+    def similar(self, item_id: str, k: int) -> Answer:
+        """The items nearest to ``item_id`` in the current version; raises :class:`UnknownItems`."""
+        with self._holder.pin_current() as version:
+            vector = version.index.vector(item_id)
+            if vector is None:
+                raise UnknownItems(f"item {item_id!r} has no vector in model version {version.version}")
+            return Answer(version.version, "similar", version.index.search(vector, k, {item_id}))
+
+    async def contents(self, item_ids: Sequence[str], dim: int) -> dict[str, np.ndarray]:
+        """Content embeddings ``[dim]`` of the ids that have one: cache first, then Redis."""
+        found, missing = self._cache.get_many(item_ids, dim)
+        if missing:
+            generation = self._cache.generation
+            pipe = self._redis.pipeline(transaction=False)
+            for item_id in missing:
+                pipe.hget(self._keys.item(item_id), "content")
+            fetched = {
+                item_id: np.frombuffer(blob, dtype=np.float32)
+                for item_id, blob in zip(missing, await pipe.execute(), strict=True)
+                if blob is not None and len(blob) == 4 * dim
+            }
+            self._cache.put_many(fetched, generation)
+            found.update(fetched)
+        return found
+
+    def _answer(
+        self,
+        version: LoadedVersion,
+        history: Sequence[str],
+        contents: dict[str, np.ndarray],
+        k: int,
+        exclude_seen: bool,
+    ) -> Answer:
+        seen = set(history) if exclude_seen else set()
+        sequence = [contents[i] for i in history if i in contents][-version.max_history :]
+        if not sequence:
+            return Answer(version.version, "popular", self._popular.top(k, seen))
+        content = np.stack(sequence)[None]  # [1, L, content_dim]
+        mask = np.ones(content.shape[:2], dtype=np.int64)  # [1, L]
+        user = version.user_vectors(content, mask)[0]  # [output_dim]
+        return Answer(version.version, "personal", version.index.search(user, k, seen))

@@ -1,0 +1,58 @@
+"""The serving runtime: the pieces behind the HTTP API, wired and started together.
+
+Start order matters: the item-update tailer takes the stream's end id before the version manager
+starts loading, so every vector written during a load reaches the new index.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from serving.content_cache import ContentCache
+from serving.metrics import ServingMetrics
+from serving.popular import PopularItems
+from serving.recommender import Recommender
+from serving.updates import UpdateTailer
+from serving.versions import LoadedVersion, VersionHolder, VersionManager
+from shared.config import Settings
+from shared.redis_client import make_redis
+from shared.redis_keys import RedisKeys
+
+
+class ServingService:
+    """Version holder, background threads and the recommender of one serving process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        keys = RedisKeys.from_settings(settings)
+        self.holder = VersionHolder()
+        self.cache = ContentCache(settings.serving_content_cache_items)
+        self.metrics = ServingMetrics(self.holder, self.cache)
+        # The blocking XREAD and the loaders get their own connections (clients are pools).
+        self._sync_redis = make_redis(settings)
+        self._async_redis = aioredis.Redis.from_url(
+            settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+        )
+        self.popular = PopularItems(settings, self._sync_redis)
+        self.tailer = UpdateTailer(settings, self._sync_redis, self.holder, self.cache.invalidate)
+        self.manager = VersionManager(settings, self._sync_redis, self.holder, self._swapped)
+        self.recommender = Recommender(keys, self._async_redis, self.holder, self.cache, self.popular)
+
+    @property
+    def ready(self) -> bool:
+        return self.holder.current is not None
+
+    def start(self) -> None:
+        self.tailer.start()
+        self.popular.start()
+        self.manager.start()
+
+    async def stop(self) -> None:
+        self.manager.stop()
+        self.tailer.stop()
+        self.popular.stop()
+        await self._async_redis.aclose()
+        self._sync_redis.close()
+
+    def _swapped(self, version: LoadedVersion) -> None:
+        self.metrics.version_swapped(version.version)

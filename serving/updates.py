@@ -1,0 +1,91 @@
+"""Keeps loaded indexes current: tails the ``{p}:item-updates`` Redis Stream.
+
+The stream has one entry per new or changed item vector (fields ``item_id``, ``version``),
+written after the vector itself. A background thread reads it with ``XREAD BLOCK`` from the
+stream's last id at construction time (taken before any version starts loading, so nothing
+written during a load is missed), fetches the new vectors of each version that is current or
+loading (one HMGET per version per batch) and upserts them. Every entry also drops the item from
+the content-embedding cache, since its text (and so its content embedding) may have changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+
+import redis
+
+from serving.versions import VersionHolder, read_vectors
+from shared.config import Settings
+from shared.redis_keys import RedisKeys
+
+log = logging.getLogger(__name__)
+
+READ_COUNT = 1000
+BLOCK_MS = 1000
+RETRY_S = 1.0
+
+
+class UpdateTailer:
+    """Background reader of ``{p}:item-updates`` feeding the live versions' indexes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        holder: VersionHolder,
+        on_items: Callable[[list[str]], None] = lambda item_ids: None,
+    ) -> None:
+        self._redis = client
+        self._keys = RedisKeys.from_settings(settings)
+        self._holder = holder
+        self._on_items = on_items
+        self._stop = threading.Event()
+        self.last_id = self._stream_end()
+        self.applied = 0
+        self._thread = threading.Thread(target=self._run, name="item-updates", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=BLOCK_MS / 1000 + 5)
+
+    def _stream_end(self) -> str:
+        """The id of the stream's newest entry ("0-0" when the stream does not exist yet)."""
+        newest = self._redis.xrevrange(self._keys.item_updates(), count=1)
+        return newest[0][0].decode() if newest else "0-0"
+
+    def _run(self) -> None:
+        key = self._keys.item_updates()
+        while not self._stop.is_set():
+            try:
+                reply = self._redis.xread({key: self.last_id}, count=READ_COUNT, block=BLOCK_MS)
+                if reply:
+                    entries = reply[0][1]
+                    self.apply(entries)
+                    self.last_id = entries[-1][0].decode()
+            except Exception:  # Redis restarting: retry from the same id
+                log.exception("reading item updates failed")
+                self._stop.wait(RETRY_S)
+
+    def apply(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        """Upsert the vectors named by stream ``entries`` into the live versions' indexes."""
+        by_version: dict[str, list[str]] = defaultdict(list)
+        for _, fields in entries:
+            item_id, version = fields.get(b"item_id"), fields.get(b"version")
+            if item_id and version:
+                by_version[version.decode()].append(item_id.decode())
+        for version_id, item_ids in by_version.items():
+            self._on_items(item_ids)
+            with self._holder.pin_live(version_id) as version:
+                if version is None:
+                    continue
+                with version.write_lock:
+                    raw = self._redis.hmget(self._keys.vectors(version_id), item_ids)
+                    good, vectors = read_vectors(raw, version.output_dim)
+                    version.index.upsert([item_ids[i] for i in good], vectors)
+                self.applied += len(good)

@@ -1,0 +1,269 @@
+"""Model versions in the serving process: load, index, warm, swap, retire.
+
+A :class:`LoadedVersion` bundles what one answer needs from one model version: the ONNX user
+tower and the index of that version's item vectors. Requests *pin* the current version for their
+whole life (:meth:`VersionHolder.pin_current`), so a user vector is only ever searched against
+item vectors of its own version.
+
+:class:`VersionManager` watches ``{p}:model:current``. When it names a version other than the one
+serving, the manager loads it on its own thread: user tower session, index built from
+``{p}:vectors:{version}`` (HSCAN), a few warm-up inferences and searches; then one assignment under
+the holder's lock swaps it in. The previous version is retired: it stops taking new pins and is
+closed (session and index released) when its last in-flight request unpins it.
+
+While a version loads it is already *live* for the item-update tailer (``serving.updates``),
+so vectors written during the scan are not missed; both writers take the version's
+``write_lock`` around each read-from-Redis-then-upsert step, which keeps the newest value last.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import redis
+
+from serving.index import ItemIndex
+from shared.config import Settings
+from shared.redis_keys import RedisKeys
+
+log = logging.getLogger(__name__)
+
+SCAN_BATCH = 2000
+WARM_ROUNDS = 3
+RETRY_FAILED_LOAD_S = 5.0
+
+
+class NotReady(RuntimeError):
+    """No model version is loaded yet."""
+
+
+class LoadedVersion:
+    """One model version: user tower + item index + in-flight request count."""
+
+    def __init__(self, meta: dict, user_tower: ort.InferenceSession, index: ItemIndex) -> None:
+        self.version: str = meta["version"]
+        self.content_dim = int(meta["content_dim"])
+        self.output_dim = int(meta["output_dim"])
+        self.max_history = int(meta["max_history"])
+        self.index = index
+        self.write_lock = threading.Lock()
+        self._session: ort.InferenceSession | None = user_tower
+        self.in_flight = 0  # guarded by the holder's lock
+        self.retired = False
+
+    def user_vectors(self, content: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """``content`` float32 ``[B, L, content_dim]``, ``mask`` int64 ``[B, L]`` (1 real, right
+        padded) -> ``[B, output_dim]`` L2-normalised user vectors."""
+        assert self._session is not None, f"version {self.version} is closed"
+        return self._session.run(["user_vector"], {"content": content, "mask": mask})[0]
+
+    def close(self) -> None:
+        """Release the session and the index (only once nothing uses the version)."""
+        self._session = None
+        self.index = ItemIndex(self.output_dim)
+
+
+class VersionHolder:
+    """The current version, versions still loading, and pin counts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: LoadedVersion | None = None
+        self._loading: dict[str, LoadedVersion] = {}
+
+    @property
+    def current(self) -> LoadedVersion | None:
+        return self._current
+
+    @contextmanager
+    def pin_current(self) -> Iterator[LoadedVersion]:
+        """The current version, kept open until the block ends; raises :class:`NotReady`."""
+        with self._lock:
+            version = self._current
+            if version is None:
+                raise NotReady("no model version is loaded yet")
+            version.in_flight += 1
+        try:
+            yield version
+        finally:
+            self._unpin(version)
+
+    @contextmanager
+    def pin_live(self, version_id: str) -> Iterator[LoadedVersion | None]:
+        """The named version if it is current or loading (else None), kept open for the block."""
+        with self._lock:
+            version = self._loading.get(version_id)
+            if version is None and self._current and self._current.version == version_id:
+                version = self._current
+            if version is not None:
+                version.in_flight += 1
+        try:
+            yield version
+        finally:
+            if version is not None:
+                self._unpin(version)
+
+    def add_loading(self, version: LoadedVersion) -> None:
+        with self._lock:
+            self._loading[version.version] = version
+
+    def drop_loading(self, version: LoadedVersion) -> None:
+        with self._lock:
+            self._loading.pop(version.version, None)
+
+    def swap(self, version: LoadedVersion) -> LoadedVersion | None:
+        """Make ``version`` current; the previous one retires. Returns the previous one."""
+        with self._lock:
+            self._loading.pop(version.version, None)
+            old, self._current = self._current, version
+            if old is not None:
+                old.retired = True
+                idle = old.in_flight == 0
+        if old is not None and idle:
+            self._close(old)
+        return old
+
+    def _unpin(self, version: LoadedVersion) -> None:
+        with self._lock:
+            version.in_flight -= 1
+            idle = version.retired and version.in_flight == 0
+        if idle:
+            self._close(version)
+
+    @staticmethod
+    def _close(version: LoadedVersion) -> None:
+        version.close()
+        log.info("retired model version %s", version.version)
+
+
+def open_user_tower(path: Path, threads: int) -> ort.InferenceSession:
+    """An onnxruntime CPU session for ``user_tower.onnx``, ``threads`` intra-op threads."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def read_vectors(raw: list[bytes | None], dim: int) -> tuple[list[int], np.ndarray]:
+    """Positions of the well-formed float32 ``[dim]`` blobs in ``raw`` and their ``[n, dim]`` matrix."""
+    size = 4 * dim
+    good = [i for i, blob in enumerate(raw) if blob is not None and len(blob) == size]
+    matrix = np.frombuffer(b"".join(raw[i] for i in good), dtype=np.float32)  # type: ignore[misc]
+    return good, matrix.reshape(len(good), dim)
+
+
+class VersionManager:
+    """Follows ``{p}:model:current``: loads a new version in the background, then swaps it in."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        holder: VersionHolder,
+        on_swap: Callable[[LoadedVersion], None] = lambda version: None,
+    ) -> None:
+        self._settings = settings
+        self._redis = client
+        self._keys = RedisKeys.from_settings(settings)
+        self._holder = holder
+        self._on_swap = on_swap
+        self._stop = threading.Event()
+        self._failed: dict[str, float] = {}
+        self._thread = threading.Thread(target=self._run, name="version-manager", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.check()
+            except Exception:  # Redis down, a broken version folder: log, keep watching
+                log.exception("model version check failed")
+            if self._stop.wait(self._settings.serving_version_poll_s):
+                return
+
+    def check(self) -> None:
+        """Load and swap in the version ``{p}:model:current`` names, if it is a new one."""
+        raw = self._redis.get(self._keys.model_current())
+        if raw is None:
+            return
+        wanted = raw.decode()
+        current = self._holder.current
+        if current is not None and current.version == wanted:
+            return
+        if time.monotonic() - self._failed.get(wanted, -RETRY_FAILED_LOAD_S) < RETRY_FAILED_LOAD_S:
+            return
+        try:
+            version = self.load(wanted)
+        except Exception:
+            self._failed[wanted] = time.monotonic()
+            raise
+        self._holder.swap(version)
+        self._on_swap(version)
+        log.info("serving model version %s (%d items)", version.version, len(version.index))
+
+    def load(self, version_id: str) -> LoadedVersion:
+        """Session + index + warm-up for ``version_id``; live for item updates while it loads."""
+        started = time.perf_counter()
+        folder = self._settings.model_dir / version_id
+        meta = {**json.loads((folder / "meta.json").read_text()), "version": version_id}
+        session = open_user_tower(folder / "user_tower.onnx", self._settings.onnx_threads)
+        index = ItemIndex(
+            int(meta["output_dim"]),
+            exact_below=self._settings.serving_exact_below,
+            ef=self._settings.serving_hnsw_ef,
+            m=self._settings.serving_hnsw_m,
+        )
+        version = LoadedVersion(meta, session, index)
+        self._holder.add_loading(version)
+        try:
+            self._fill(version)
+            self._warm(version)
+        except BaseException:
+            self._holder.drop_loading(version)
+            raise
+        log.info(
+            "loaded model version %s: %d items in %.1f s",
+            version_id,
+            len(index),
+            time.perf_counter() - started,
+        )
+        return version
+
+    def _fill(self, version: LoadedVersion) -> None:
+        key = self._keys.vectors(version.version)
+        cursor = 0
+        while True:
+            with version.write_lock:
+                cursor, batch = self._redis.hscan(key, cursor, count=SCAN_BATCH)
+                ids = [item_id.decode() for item_id in batch]
+                good, vectors = read_vectors(list(batch.values()), version.output_dim)
+                version.index.upsert([ids[i] for i in good], vectors)
+            if cursor == 0:
+                return
+            if self._stop.is_set():
+                raise RuntimeError("stopped while loading")
+
+    def _warm(self, version: LoadedVersion) -> None:
+        """Run the tower at a short and the longest history, and a few searches."""
+        rng = np.random.default_rng(0)
+        for _ in range(WARM_ROUNDS):
+            for length in (1, version.max_history):
+                content = rng.standard_normal((1, length, version.content_dim), dtype=np.float32)
+                user = version.user_vectors(content, np.ones((1, length), dtype=np.int64))
+                version.index.search(user[0], 10)

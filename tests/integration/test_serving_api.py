@@ -1,0 +1,157 @@
+"""The serving API against a real Redis and a real (tiny) ONNX model version."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.api import create_app
+from shared.redis_keys import RedisKeys
+from tests.serving_support import export_tiny_version, item_vectors, put_items, unit, wait_until
+
+pytestmark = pytest.mark.integration
+
+DIM = 8
+VERSION = "v20260101000000-aaaaaa"
+
+
+@pytest.fixture
+def catalogue(settings, redis_client):
+    """40 items in 4 clusters along the first 4 axes; item ``c{c}-{n}`` is in cluster c."""
+    rng = np.random.default_rng(0)
+    ids, rows = [], []
+    for c in range(4):
+        for n in range(10):
+            ids.append(f"c{c}-{n}")
+            rows.append(np.eye(DIM)[c] * 3 + rng.standard_normal(DIM) * 0.3)
+    content = unit(np.array(rows))
+    weight = np.eye(DIM, dtype=np.float32)
+    keys = RedisKeys.from_settings(settings)
+    put_items(redis_client, keys, ids, content, {VERSION: item_vectors(weight, content)}, notify=False)
+    export_tiny_version(settings.model_dir, VERSION, weight)
+    return keys, ids, content
+
+
+@pytest.fixture
+def client(settings, catalogue, redis_client):
+    keys = catalogue[0]
+    with TestClient(create_app(settings)) as test_client:
+        assert test_client.get("/readyz").status_code == 503
+        redis_client.set(keys.model_current(), VERSION)
+        wait_until(lambda: test_client.get("/readyz").status_code == 200)
+        yield test_client
+
+
+def test_not_ready_until_a_version_is_loaded(settings, redis_client) -> None:
+    with TestClient(create_app(settings)) as test_client:
+        assert test_client.get("/healthz").json() == {"status": "ok"}
+        response = test_client.get("/v1/users/u1/recommendations")
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        assert "no model version" in response.json()["detail"]
+        assert test_client.get("/readyz").json()["ready"] is False
+
+
+def test_readyz_reports_the_version(client) -> None:
+    body = client.get("/readyz").json()
+    assert body == {"ready": True, "model_version": VERSION, "items": 40}
+
+
+def test_user_recommendations_follow_the_history(client, catalogue, redis_client) -> None:
+    keys = catalogue[0]
+    redis_client.rpush(keys.history("u1"), "c2-0", "c2-1", "c2-2")
+    body = client.get("/v1/users/u1/recommendations", params={"k": 5}).json()
+    assert body["source"] == "personal" and body["model_version"] == VERSION
+    got = [item["item_id"] for item in body["items"]]
+    assert len(got) == 5 and all(i.startswith("c2-") for i in got)
+    assert not {"c2-0", "c2-1", "c2-2"} & set(got)
+    with_seen = client.get("/v1/users/u1/recommendations?k=10&exclude_seen=false").json()
+    assert {"c2-0", "c2-1", "c2-2"} <= {item["item_id"] for item in with_seen["items"]}
+    scores = [item["score"] for item in with_seen["items"]]
+    assert scores == sorted(scores, reverse=True) and scores[0] <= 1.0 + 1e-5
+
+
+def test_a_click_changes_the_next_answer(client, catalogue, redis_client) -> None:
+    keys = catalogue[0]
+    redis_client.rpush(keys.history("u2"), "c1-0")
+    first = client.get("/v1/users/u2/recommendations?k=3").json()["items"]
+    redis_client.rpush(keys.history("u2"), "c3-0", "c3-1", "c3-2", "c3-3")
+    second = client.get("/v1/users/u2/recommendations?k=3").json()["items"]
+    assert all(i["item_id"].startswith("c1-") for i in first)
+    assert all(i["item_id"].startswith("c3-") for i in second)
+
+
+def test_users_without_history_get_popular_items(client, catalogue, redis_client, settings) -> None:
+    keys = catalogue[0]
+    service = client.app.state.service
+    bucket = int(__import__("time").time() // settings.popularity_bucket_s)
+    redis_client.zadd(keys.popular(bucket), {"c0-3": 5, "c1-4": 9})
+    redis_client.zadd(keys.popular(bucket - 1), {"c0-3": 7})
+    service.popular.refresh()
+    body = client.get("/v1/users/nobody/recommendations").json()
+    assert body["source"] == "popular"
+    assert [(i["item_id"], i["score"]) for i in body["items"]] == [("c0-3", 12.0), ("c1-4", 9.0)]
+
+
+def test_session_recommendations_report_unknown_ids(client) -> None:
+    body = client.post(
+        "/v1/recommendations", json={"item_ids": ["c0-1", "nope", "c0-2", "nope"], "k": 4}
+    ).json()
+    assert body["unknown_item_ids"] == ["nope"] and body["source"] == "personal"
+    assert [i["item_id"][:3] for i in body["items"]] == ["c0-"] * 4
+    assert not {"c0-1", "c0-2"} & {i["item_id"] for i in body["items"]}
+
+
+def test_session_with_only_unknown_ids_is_422(client) -> None:
+    response = client.post("/v1/recommendations", json={"item_ids": ["x", "y"]})
+    assert response.status_code == 422
+    assert "none of the item ids is known" in response.json()["detail"]
+
+
+def test_similar_items(client) -> None:
+    body = client.get("/v1/items/c3-5/similar?k=5").json()
+    got = [i["item_id"] for i in body["items"]]
+    assert len(got) == 5 and "c3-5" not in got and all(i.startswith("c3-") for i in got)
+    response = client.get("/v1/items/missing/similar")
+    assert response.status_code == 404 and "missing" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body", "where"),
+    [
+        ("get", "/v1/users/u1/recommendations?k=0", None, "query.k"),
+        ("get", "/v1/users/u1/recommendations?k=1001", None, "query.k"),
+        ("get", "/v1/users/u1/recommendations?k=ten", None, "query.k"),
+        ("get", "/v1/users/" + "u" * 129 + "/recommendations", None, "path.user_id"),
+        ("get", "/v1/items/c0-1/similar?k=5000", None, "query.k"),
+        ("post", "/v1/recommendations", {"item_ids": []}, "body.item_ids"),
+        ("post", "/v1/recommendations", {"item_ids": ["a"] * 501}, "body.item_ids"),
+        ("post", "/v1/recommendations", {"item_ids": ["a b"]}, "body.item_ids.0"),
+        ("post", "/v1/recommendations", {"item_ids": ["a"], "k": 1001}, "body.k"),
+        ("post", "/v1/recommendations", {"items": ["a"]}, "body.item_ids"),
+    ],
+)
+def test_input_limits_are_422_saying_what_is_wrong(client, method, url, body, where) -> None:
+    response = client.request(method, url, json=body)
+    assert response.status_code == 422
+    payload = response.json()
+    assert where in [p["where"] for p in payload["problems"]]
+    assert where in payload["detail"]
+
+
+def test_new_items_from_the_stream_are_searchable(client, catalogue, redis_client, settings) -> None:
+    keys = catalogue[0]
+    content = unit(np.eye(DIM)[5][None] + 0.01)
+    put_items(redis_client, keys, ["fresh"], content, {VERSION: content})
+    wait_until(lambda: client.get("/readyz").json()["items"] == 41, timeout=3)
+    body = client.post("/v1/recommendations", json={"item_ids": ["fresh"], "exclude_seen": False})
+    assert body.json()["items"][0]["item_id"] == "fresh"
+
+
+def test_metrics_and_docs(client) -> None:
+    client.get("/v1/items/c0-1/similar")
+    text = client.get("/metrics").text
+    assert 'learnrec_http_requests_total{route="/v1/items/{item_id}/similar",status="200"}' in text
+    assert "learnrec_index_items 40.0" in text
+    assert f'learnrec_model_version_info{{version="{VERSION}"}} 1.0' in text
+    assert "/v1/recommendations" in client.get("/openapi.json").json()["paths"]
