@@ -1,0 +1,112 @@
+"""A worker killed with SIGKILL mid-stream and restarted: no item without a vector, no
+interaction applied twice, nothing lost. The workers run as real ``learnrec stream`` processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from shared.config import Settings
+from shared.kafka_io import ensure_topics
+from shared.model_versions import ModelRegistry
+from shared.redis_keys import RedisKeys
+from shared.schemas import InteractionEvent, ItemEvent
+from tests.stream_helpers import produce, save_tiny_encoder, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _start(settings: Settings, worker: str, **extra: str) -> subprocess.Popen:
+    env = os.environ | {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "REDIS_URL": settings.redis_url,
+        "LEARNREC_TOPIC_PREFIX": settings.topic_prefix,
+        "LEARNREC_REDIS_PREFIX": settings.redis_prefix,
+        "LEARNREC_MODEL_DIR": str(settings.model_dir),
+        "LEARNREC_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "LEARNREC_METRICS_PORT": "0",
+        **{f"LEARNREC_{k.upper()}": v for k, v in extra.items()},
+    }
+    return subprocess.Popen([sys.executable, "-m", "shared.cli", "stream", worker], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _kill(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            assert process.wait(timeout=15) == 0  # graceful: finishes the batch, commits, exits
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def test_item_encoder_killed_mid_batch_leaves_no_item_without_a_vector(settings, redis_client, tmp_path):
+    ensure_topics(settings)
+    keys = RedisKeys.from_settings(settings)
+    n_items = 200
+    produce(settings, [ItemEvent(item_id=f"i{n}", title=f"item {n} caliper", brand="acme") for n in range(n_items)])
+    worker_settings = {"encoder": save_tiny_encoder(tmp_path / "tiny"), "item_batch_size": "10"}
+    first = _start(settings, "items", **worker_settings)
+    try:
+        assert wait_until(lambda: redis_client.scard(keys.items()) >= 30 or first.poll() is not None, 60, 0.01), \
+            first.stderr.read().decode() if first.poll() is not None else "no progress"
+    finally:
+        _kill(first)
+    done_before_restart = redis_client.scard(keys.items())
+    assert done_before_restart < n_items, "the worker finished before it could be killed"
+    second = _start(settings, "items", **worker_settings)
+    try:
+        assert wait_until(lambda: redis_client.scard(keys.items()) == n_items, 60)
+    finally:
+        _stop(second)
+    version = ModelRegistry.from_settings(settings, redis_client).current()
+    assert redis_client.hlen(keys.vectors(version)) == n_items
+    announced = {f[b"item_id"] for _, f in redis_client.xrange(keys.item_updates())}
+    assert len(announced) == n_items
+
+
+def test_history_updater_killed_mid_stream_applies_every_interaction_once(settings, redis_client):
+    ensure_topics(settings)
+    keys = RedisKeys.from_settings(settings)
+    now = time.time()
+    users = [f"u{n}" for n in range(20)]
+    events = [InteractionEvent(event_id=f"e{n}", user_id=users[n % len(users)], item_id=f"i{n % 97}", timestamp=now)
+              for n in range(20_000)]
+    produce(settings, events)
+    worker_settings = {"history_length": "5000", "history_batch_size": "500"}
+
+    def applied() -> int:
+        pipe = redis_client.pipeline(transaction=False)
+        for user in users:
+            pipe.llen(keys.history(user))
+        return sum(pipe.execute())
+
+    first = _start(settings, "history", **worker_settings)
+    try:
+        assert wait_until(lambda: applied() >= 2_000 or first.poll() is not None, 60, 0.005), "no progress"
+    finally:
+        _kill(first)
+    assert applied() < len(events), "the worker finished before it could be killed"
+    second = _start(settings, "history", **worker_settings)
+    try:
+        assert wait_until(lambda: applied() >= len(events), 60)
+        time.sleep(1.0)  # would a redelivered batch add anything more?
+    finally:
+        _stop(second)
+    for user in users:
+        expected = [e.item_id for e in events if e.user_id == user]
+        assert [i.decode() for i in redis_client.lrange(keys.history(user), 0, -1)] == expected
+    popularity = redis_client.zrange(keys.popular(int(now // settings.popularity_bucket_s)), 0, -1, withscores=True)
+    assert {i.decode(): c for i, c in popularity} == dict(Counter(e.item_id for e in events))
