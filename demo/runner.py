@@ -1,0 +1,271 @@
+"""The end-to-end demo run: start the components, replay the data, watch, report, stop.
+
+Every run gets its own topic and Redis key prefix (``demo-<run id>``), so runs never see each
+other's state and nothing needs cleaning first.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import socket
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from demo.metrics import ColdStartExample, DemoMetrics, UserExample
+from demo.probes import AnnouncementWatcher, ServingClient
+from demo.processes import Component, Fleet
+from demo.report import write_report
+from demo.sources import DemoData
+from shared.config import Settings
+from shared.kafka_io import ensure_topics, make_producer
+from shared.redis_client import make_redis
+from shared.redis_keys import RedisKeys
+from shared.schemas import InteractionEvent, ItemEvent
+from shared.topics import INTERACTIONS, ITEMS, topic_name
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    rate: float = 60.0               # events published per second during the replay
+    publish_every_s: float = 20.0    # the trainer's publishing cadence
+    keep_serving: bool = False
+    report_dir: Path = Path("reports")
+    user_examples: int = 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _status_table(metrics: DemoMetrics, total: int, version: str | None) -> Table:
+    summary = metrics.summary()
+    table = Table(title="learnrec demo", show_header=False)
+    fresh, lat = summary["freshness_ms"], summary["serving_latency_ms"]
+    served, popular = metrics.recall(last=500)
+    rows = [
+        ("elapsed", f"{summary['seconds']} s"),
+        ("events published", f"{metrics.items_published + metrics.interactions_published} / {total}"),
+        ("model version", version or "-"),
+        ("versions published", str(len(metrics.versions))),
+        ("freshness p50 / p99", f"{fresh['p50']} / {fresh['p99']} ms"),
+        ("serving p50 / p99", f"{lat['p50']} / {lat['p99']} ms ({lat['errors']} errors)"),
+        ("Recall@10 (last 500) served / popularity", f"{served:.3f} / {popular:.3f}"),
+        ("new items recommended", str(len(metrics.cold_starts))),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+class DemoRun:
+    def __init__(self, base: Settings, data: DemoData, options: DemoOptions) -> None:
+        self.run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
+        self.settings = base.model_copy(update={
+            "topic_prefix": f"{base.topic_prefix}demo-{self.run_id}.",
+            "redis_prefix": f"{base.redis_prefix}:demo-{self.run_id}",
+        })
+        self.data = data
+        self.options = options
+        self.folder = options.report_dir / f"demo-{self.run_id}"
+        self.model_dir = self.folder / "models"
+        self.port = _free_port()
+        self.metrics = DemoMetrics()
+        self.redis = make_redis(self.settings)
+        self.keys = RedisKeys.from_settings(self.settings)
+        self.fleet = Fleet()
+        self.console = Console()
+        self.titles = data.titles
+        self.new_items: set[str] = set()
+
+    # ------------------------------------------------------------------ components
+    def _env(self) -> dict[str, str]:
+        s = self.settings
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
+            "REDIS_URL": s.redis_url,
+            "LEARNREC_TOPIC_PREFIX": s.topic_prefix,
+            "LEARNREC_REDIS_PREFIX": s.redis_prefix,
+            "LEARNREC_MODEL_DIR": str(self.model_dir.resolve()),
+            "LEARNREC_SERVING_PORT": str(self.port),
+            "LEARNREC_TRAINER_PUBLISH_EVERY_S": str(self.options.publish_every_s),
+            "LEARNREC_TRAINER_CHECKPOINT": str((self.folder / "trainer" / "online.ckpt").resolve()),
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+
+    def _start_components(self) -> None:
+        env = self._env()
+        logs = self.folder / "logs"
+        for name, argv in (
+            ("history-updater", ["stream", "history"]),
+            ("item-encoder", ["stream", "items"]),
+            ("trainer", ["train", "online"]),
+            ("serving", ["serve", "--port", str(self.port)]),
+        ):
+            self.fleet.start(Component(name, argv, env, logs / f"{name}.log"))
+            self.console.print(f"started {name}")
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        created = ensure_topics(self.settings)
+        self.console.print(f"run {self.run_id}: data [bold]{self.data.name}[/], topics {', '.join(created)}")
+        producer = make_producer(self.settings)
+        watcher = AnnouncementWatcher(self.redis, self.keys, self.metrics)
+        watcher.start()
+        client = ServingClient(f"http://127.0.0.1:{self.port}", self.metrics)
+        try:
+            self._start_components()
+            self._publish_catalogue(producer, watcher)
+            self.fleet.wait_until(client.ready, 120, "the serving API to be ready")
+            self._replay(producer, watcher, client)
+            self._collect_user_examples(client, watcher)
+        finally:
+            producer.close()
+            report = write_report(self.metrics, self.folder, f"learnrec demo {self.run_id} ({self.data.name})")
+            if self.options.keep_serving:
+                self.console.print(f"serving stays up at http://127.0.0.1:{self.port} (Ctrl-C to stop)")
+                try:
+                    while self.fleet.components[-1].alive():
+                        time.sleep(1)
+                except KeyboardInterrupt:
+                    pass
+            watcher.stop()
+            client.close()
+            codes = self.fleet.stop()
+            self.console.print(f"components stopped: {codes}")
+        self.console.print(json.dumps(self.metrics.summary(), indent=2))
+        self.console.print(f"report: [bold]{report}[/]")
+        return report
+
+    def _publish_catalogue(self, producer, watcher: AnnouncementWatcher) -> None:
+        items = self.data.catalogue
+        self.console.print(f"publishing the initial catalogue: {len(items)} items")
+        for item in items:
+            watcher.expect(item.item_id, time.time())
+            producer.send(topic_name(self.settings, ITEMS), key=item.key, value=item.to_bytes())
+        producer.flush()
+        self.metrics.items_published += len(items)
+        started = time.monotonic()
+
+        def all_announced() -> bool:
+            done = len(watcher.announced)
+            if time.monotonic() - started > 5 and int(time.monotonic() - started) % 5 == 0:
+                self.console.print(f"  encoded {done}/{len(items)} items", end="\r")
+            return done >= len(items)
+
+        self.fleet.wait_until(all_announced, 600, "the catalogue to be encoded")
+        self.console.print(f"catalogue encoded and servable in {time.monotonic() - started:.1f}s")
+        # Freshness counts only items arriving during the live stream, not the initial bulk load.
+        self.metrics.freshness_ms.clear()
+
+    def _replay(self, producer, watcher: AnnouncementWatcher, client: ServingClient) -> None:
+        counts: Counter[str] = Counter()
+        last_click: dict[str, str] = {}
+        clicks_of: dict[str, list[str]] = defaultdict(list)
+        published_at: dict[str, float] = {}
+        total = len(self.data.catalogue) + len(self.data.stream)
+        interval = 1.0 / self.options.rate
+        next_send = time.monotonic()
+        live = Live(_status_table(self.metrics, total, None), console=self.console, refresh_per_second=2,
+                    transient=False) if self.console.is_terminal else None
+        last_print = 0.0
+        if live:
+            live.start()
+        try:
+            for event in self.data.stream:
+                delay = next_send - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                next_send += interval
+                if isinstance(event, ItemEvent):
+                    self.new_items.add(event.item_id)
+                    published_at[event.item_id] = time.time()
+                    watcher.expect(event.item_id, published_at[event.item_id])
+                    producer.send(topic_name(self.settings, ITEMS), key=event.key, value=event.to_bytes())
+                    producer.flush()
+                    self.metrics.items_published += 1
+                else:
+                    self._score(event, client, counts, clicks_of)
+                    self._probe_cold_start(client, watcher, published_at, last_click)
+                    producer.send(topic_name(self.settings, INTERACTIONS), key=event.key, value=event.to_bytes())
+                    counts[event.item_id] += 1
+                    last_click[event.user_id] = event.item_id
+                    clicks_of[event.user_id].append(event.item_id)
+                    self.metrics.interactions_published += 1
+                if live:
+                    live.update(_status_table(self.metrics, total, watcher.current_version))
+                elif time.monotonic() - last_print > 10:
+                    last_print = time.monotonic()
+                    self.console.print(_status_table(self.metrics, total, watcher.current_version))
+                self.fleet.check()
+            producer.flush()
+        finally:
+            if live:
+                live.stop()
+
+    def _score(self, event: InteractionEvent, client: ServingClient, counts: Counter[str],
+               clicks_of: dict[str, list[str]]) -> None:
+        """Prequential: before the click is published, was its item in the served top 10?"""
+        answer = client.recommend(event.user_id, k=10)
+        if answer is None:
+            return
+        served = {i["item_id"] for i in answer["items"]}
+        # Same rule as the API's exclude_seen: the user's recent history (as the stream keeps it).
+        seen = set(clicks_of[event.user_id][-self.settings.history_length:])
+        popular = heapq.nlargest(10 + len(seen), counts, key=counts.__getitem__)
+        popular_top = [i for i in popular if i not in seen][:10]
+        position = self.metrics.interactions_published
+        self.metrics.add("prequential", (position, event.item_id in served, event.item_id in popular_top))
+
+    def _probe_cold_start(self, client: ServingClient, watcher: AnnouncementWatcher,
+                          published_at: dict[str, float], last_click: dict[str, str]) -> None:
+        """Just after a new item is announced, ask for the recommendations of users whose last
+        click was one of its nearest neighbours: is the new item already among them?"""
+        pending = [i for i in published_at if i in watcher.announced]
+        for item_id in pending:
+            t0 = published_at.pop(item_id)
+            neighbours = set(client.similar(item_id, k=5))
+            users = [u for u, last in last_click.items() if last in neighbours][:5]
+            for user in users:
+                answer = client.recommend(user, k=10)
+                ids = [i["item_id"] for i in answer["items"]] if answer else []
+                if item_id in ids:
+                    self.metrics.add("cold_starts", ColdStartExample(
+                        item_id=item_id, title=self.titles.get(item_id, item_id), published_at=t0,
+                        announced_ms=(watcher.announced[item_id] - t0) * 1000.0, user_id=user,
+                        rank=ids.index(item_id) + 1, seconds_after_publish=time.time() - t0))
+                    break
+            else:
+                self.metrics.cold_start_misses += 1
+
+    def _collect_user_examples(self, client: ServingClient, watcher: AnnouncementWatcher) -> None:
+        time.sleep(1.0)  # let the history updater apply the last clicks
+        users = Counter()
+        for key in self.redis.scan_iter(match=self.keys.history("*"), count=1000):
+            users[key.decode().rsplit(":", 1)[-1]] = self.redis.llen(key)
+        cold_users = [ex.user_id for ex in self.metrics.cold_starts[-2:]]
+        chosen = list(dict.fromkeys(cold_users + [u for u, _ in users.most_common(self.options.user_examples)]))
+        for user in chosen[: self.options.user_examples + 2]:
+            history = [h.decode() for h in self.redis.lrange(self.keys.history(user), -8, -1)]
+            answer = client.recommend(user, k=10)
+            if not answer:
+                continue
+            recs = [i["item_id"] for i in answer["items"]]
+            self.metrics.users.append(UserExample(
+                user_id=user,
+                history=[self.titles.get(i, i) for i in history],
+                recommendations=[self.titles.get(i, i) for i in recs],
+                new_items=[self.titles.get(i, i) for i in recs if i in self.new_items],
+                version=answer.get("model_version", "?"),
+            ))
