@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from serving.content_cache import ContentCache
 from serving.popular import PopularItems
-from serving.versions import LoadedVersion, VersionHolder
+from serving.versions import ServingVersion, VersionHolder
 from shared.redis_keys import RedisKeys
 
 Source = Literal["personal", "popular", "similar"]
@@ -102,7 +102,7 @@ class Recommender:
 
     def _answer(
         self,
-        version: LoadedVersion,
+        version: ServingVersion,
         history: Sequence[str],
         contents: dict[str, np.ndarray],
         k: int,

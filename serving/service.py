@@ -13,7 +13,7 @@ from serving.metrics import ServingMetrics
 from serving.popular import PopularItems
 from serving.recommender import Recommender
 from serving.updates import UpdateTailer
-from serving.versions import LoadedVersion, VersionHolder, VersionManager
+from serving.versions import ServingVersion, VersionHolder, VersionManager
 from shared.config import Settings
 from shared.redis_client import make_redis
 from shared.redis_keys import RedisKeys
@@ -54,5 +54,5 @@ class ServingService:
         await self._async_redis.aclose()
         self._sync_redis.close()
 
-    def _swapped(self, version: LoadedVersion) -> None:
+    def _swapped(self, version: ServingVersion) -> None:
         self.metrics.version_swapped(version.version)

@@ -1,7 +1,8 @@
 """Model versions in the serving process: load, index, warm, swap, retire.
 
-A :class:`LoadedVersion` bundles what one answer needs from one model version: the ONNX user
-tower and the index of that version's item vectors. Requests *pin* the current version for their
+A :class:`ServingVersion` bundles what one answer needs from one model version: the ONNX user
+tower (loaded through :class:`shared.model_versions.ModelRegistry`) and the index of that
+version's item vectors. Requests *pin* the current version for their
 whole life (:meth:`VersionHolder.pin_current`), so a user vector is only ever searched against
 item vectors of its own version.
 
@@ -18,20 +19,18 @@ so vectors written during the scan are not missed; both writers take the version
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import redis
 
 from serving.index import ItemIndex
 from shared.config import Settings
+from shared.model_versions import LoadedVersion, ModelRegistry
 from shared.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
@@ -45,29 +44,30 @@ class NotReady(RuntimeError):
     """No model version is loaded yet."""
 
 
-class LoadedVersion:
-    """One model version: user tower + item index + in-flight request count."""
+class ServingVersion:
+    """One model version: towers + item index + in-flight request count."""
 
-    def __init__(self, meta: dict, user_tower: ort.InferenceSession, index: ItemIndex) -> None:
-        self.version: str = meta["version"]
-        self.content_dim = int(meta["content_dim"])
-        self.output_dim = int(meta["output_dim"])
-        self.max_history = int(meta["max_history"])
+    def __init__(self, towers: LoadedVersion, index: ItemIndex) -> None:
+        info = towers.info
+        self.version = info.version
+        self.content_dim = info.content_dim
+        self.output_dim = info.output_dim
+        self.max_history = info.max_history
         self.index = index
         self.write_lock = threading.Lock()
-        self._session: ort.InferenceSession | None = user_tower
+        self._towers: ServingVersion | None = towers
         self.in_flight = 0  # guarded by the holder's lock
         self.retired = False
 
     def user_vectors(self, content: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """``content`` float32 ``[B, L, content_dim]``, ``mask`` int64 ``[B, L]`` (1 real, right
         padded) -> ``[B, output_dim]`` L2-normalised user vectors."""
-        assert self._session is not None, f"version {self.version} is closed"
-        return self._session.run(["user_vector"], {"content": content, "mask": mask})[0]
+        assert self._towers is not None, f"version {self.version} is closed"
+        return self._towers.user_vectors(content, mask)
 
     def close(self) -> None:
-        """Release the session and the index (only once nothing uses the version)."""
-        self._session = None
+        """Release the sessions and the index (only once nothing uses the version)."""
+        self._towers = None
         self.index = ItemIndex(self.output_dim)
 
 
@@ -76,15 +76,15 @@ class VersionHolder:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._current: LoadedVersion | None = None
-        self._loading: dict[str, LoadedVersion] = {}
+        self._current: ServingVersion | None = None
+        self._loading: dict[str, ServingVersion] = {}
 
     @property
-    def current(self) -> LoadedVersion | None:
+    def current(self) -> ServingVersion | None:
         return self._current
 
     @contextmanager
-    def pin_current(self) -> Iterator[LoadedVersion]:
+    def pin_current(self) -> Iterator[ServingVersion]:
         """The current version, kept open until the block ends; raises :class:`NotReady`."""
         with self._lock:
             version = self._current
@@ -97,7 +97,7 @@ class VersionHolder:
             self._unpin(version)
 
     @contextmanager
-    def pin_live(self, version_id: str) -> Iterator[LoadedVersion | None]:
+    def pin_live(self, version_id: str) -> Iterator[ServingVersion | None]:
         """The named version if it is current or loading (else None), kept open for the block."""
         with self._lock:
             version = self._loading.get(version_id)
@@ -111,15 +111,15 @@ class VersionHolder:
             if version is not None:
                 self._unpin(version)
 
-    def add_loading(self, version: LoadedVersion) -> None:
+    def add_loading(self, version: ServingVersion) -> None:
         with self._lock:
             self._loading[version.version] = version
 
-    def drop_loading(self, version: LoadedVersion) -> None:
+    def drop_loading(self, version: ServingVersion) -> None:
         with self._lock:
             self._loading.pop(version.version, None)
 
-    def swap(self, version: LoadedVersion) -> LoadedVersion | None:
+    def swap(self, version: ServingVersion) -> ServingVersion | None:
         """Make ``version`` current; the previous one retires. Returns the previous one."""
         with self._lock:
             self._loading.pop(version.version, None)
@@ -131,7 +131,7 @@ class VersionHolder:
             self._close(old)
         return old
 
-    def _unpin(self, version: LoadedVersion) -> None:
+    def _unpin(self, version: ServingVersion) -> None:
         with self._lock:
             version.in_flight -= 1
             idle = version.retired and version.in_flight == 0
@@ -139,19 +139,9 @@ class VersionHolder:
             self._close(version)
 
     @staticmethod
-    def _close(version: LoadedVersion) -> None:
+    def _close(version: ServingVersion) -> None:
         version.close()
         log.info("retired model version %s", version.version)
-
-
-def open_user_tower(path: Path, threads: int) -> ort.InferenceSession:
-    """An onnxruntime CPU session for ``user_tower.onnx``, ``threads`` intra-op threads."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def read_vectors(raw: list[bytes | None], dim: int) -> tuple[list[int], np.ndarray]:
@@ -170,11 +160,12 @@ class VersionManager:
         settings: Settings,
         client: redis.Redis,
         holder: VersionHolder,
-        on_swap: Callable[[LoadedVersion], None] = lambda version: None,
+        on_swap: Callable[[ServingVersion], None] = lambda version: None,
     ) -> None:
         self._settings = settings
         self._redis = client
         self._keys = RedisKeys.from_settings(settings)
+        self._registry = ModelRegistry.from_settings(settings, client)
         self._holder = holder
         self._on_swap = on_swap
         self._stop = threading.Event()
@@ -217,19 +208,17 @@ class VersionManager:
         self._on_swap(version)
         log.info("serving model version %s (%d items)", version.version, len(version.index))
 
-    def load(self, version_id: str) -> LoadedVersion:
-        """Session + index + warm-up for ``version_id``; live for item updates while it loads."""
+    def load(self, version_id: str) -> ServingVersion:
+        """Towers + index + warm-up for ``version_id``; live for item updates while it loads."""
         started = time.perf_counter()
-        folder = self._settings.model_dir / version_id
-        meta = {**json.loads((folder / "meta.json").read_text()), "version": version_id}
-        session = open_user_tower(folder / "user_tower.onnx", self._settings.onnx_threads)
+        towers = self._registry.load_version(version_id)
         index = ItemIndex(
-            int(meta["output_dim"]),
+            towers.info.output_dim,
             exact_below=self._settings.serving_exact_below,
             ef=self._settings.serving_hnsw_ef,
             m=self._settings.serving_hnsw_m,
         )
-        version = LoadedVersion(meta, session, index)
+        version = ServingVersion(towers, index)
         self._holder.add_loading(version)
         try:
             self._fill(version)
@@ -245,7 +234,7 @@ class VersionManager:
         )
         return version
 
-    def _fill(self, version: LoadedVersion) -> None:
+    def _fill(self, version: ServingVersion) -> None:
         key = self._keys.vectors(version.version)
         cursor = 0
         while True:
@@ -259,7 +248,7 @@ class VersionManager:
             if self._stop.is_set():
                 raise RuntimeError("stopped while loading")
 
-    def _warm(self, version: LoadedVersion) -> None:
+    def _warm(self, version: ServingVersion) -> None:
         """Run the tower at a short and the longest history, and a few searches."""
         rng = np.random.default_rng(0)
         for _ in range(WARM_ROUNDS):

@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serving.api import create_app
+from shared.model_versions import ModelRegistry
 from shared.redis_keys import RedisKeys
 from tests.serving_support import export_tiny_version, item_vectors, put_items, unit, wait_until
 
@@ -29,7 +30,9 @@ def catalogue(settings, redis_client):
     weight = np.eye(DIM, dtype=np.float32)
     keys = RedisKeys.from_settings(settings)
     put_items(redis_client, keys, ids, content, {VERSION: item_vectors(weight, content)}, notify=False)
-    export_tiny_version(settings.model_dir, VERSION, weight)
+    ModelRegistry.from_settings(settings, redis_client).register(
+        export_tiny_version(settings.model_dir, VERSION, weight)
+    )
     return keys, ids, content
 
 
