@@ -53,9 +53,13 @@ class TextEncoder(Protocol):
 
 
 def load_encoder(settings: Settings) -> TextEncoder:
-    """The frozen content encoder named by ``Settings.encoder`` (alias, HF name or path)."""
+    """The frozen content encoder named by ``Settings.encoder`` (alias, HF name or path), on
+    ``Settings.encoder_threads`` torch threads (a process-wide setting)."""
+    import torch
+
     from shared.model.encoder import ContentEncoder, resolve_encoder
 
+    torch.set_num_threads(settings.encoder_threads)
     return ContentEncoder(
         resolve_encoder(settings.encoder),
         max_tokens=settings.encoder_max_tokens,

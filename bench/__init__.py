@@ -1,0 +1,1 @@
+"""Benchmarks: one command each, JSON results under bench/results/."""
