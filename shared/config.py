@@ -85,6 +85,37 @@ class Settings(BaseSettings):
     serving_content_cache_items: int = Field(default=100_000, ge=0)
     serving_popular_refresh_s: float = Field(default=2.0, gt=0)
 
+    # Online trainer (learnrec train online). Its checkpoint (model + optimizer + consumed
+    # offsets + sequences) is the source of truth for where it resumes, not Kafka's offsets.
+    trainer_checkpoint: Path = Path("artifacts/trainer/online.ckpt")
+    # Where to start when no online checkpoint exists: an offline checkpoint, or "" (scratch).
+    trainer_init: str = ""
+    trainer_batch_size: int = Field(default=256, ge=1)
+    trainer_lr: float = Field(default=1e-3, gt=0)
+    trainer_weight_decay: float = Field(default=0.01, ge=0)
+    trainer_temperature: float = Field(default=0.05, gt=0)
+    # Per-user sequences kept; history items per example; history positions (N_h) and targets
+    # (N_t) paired densely per example.
+    trainer_sequence_len: int = Field(default=50, ge=2)
+    trainer_history_len: int = Field(default=20, ge=1)
+    trainer_history_positions: int = Field(default=10, ge=1)
+    trainer_max_targets: int = Field(default=10, ge=1)
+    # Replay: past-sequence examples mixed into each step, as a fraction of its new examples,
+    # drawn from a reservoir of this many snapshots.
+    trainer_replay_fraction: float = Field(default=0.25, ge=0)
+    trainer_replay_capacity: int = Field(default=20_000, ge=0)
+    trainer_threads: int = Field(default=2, ge=1)
+    trainer_seed: int = 0
+    trainer_checkpoint_every: int = Field(default=5_000, ge=1)
+    # Publish a version after this many trained events, or this many seconds after the first
+    # event not yet in a published version (whichever comes first).
+    trainer_publish_every_events: int = Field(default=20_000, ge=1)
+    trainer_publish_every_s: float = Field(default=60.0, gt=0)
+    trainer_publish_batch_size: int = Field(default=1024, ge=1)
+    trainer_keep_versions: int = Field(default=3, ge=1)
+    # Keep {event_id: times trained} in the checkpoint (tests of exactly-once training).
+    trainer_audit: bool = False
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

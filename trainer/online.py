@@ -1,0 +1,192 @@
+"""Online trainer: learns from every interaction, checkpoints, and publishes versions.
+
+:class:`OnlineTrainer` is the state and the math, free of Kafka: ``add`` takes interactions in
+stream order, keeps per-user sequences, and every ``batch_size`` events runs one AdamW step on
+the dense all-action loss over the new examples plus a replay sample of past sequences. The
+Kafka shell and the publish cadence are in :mod:`trainer.worker`.
+
+Exactly-once training: an event counts as trained once its step ran; the checkpoint is only
+written with no event pending, and holds the model, the optimizer, the sequences and the next
+offset of every partition together. After a crash the trainer restarts from it, so events
+consumed after it are consumed again and trained exactly once (their earlier effect was lost
+with the process). Kafka's committed offsets of the trainer's group are informational (lag).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from shared.config import Settings
+from shared.model.loss import dense_all_action_loss
+from shared.model.towers import LearnConfig, LearnModel
+from shared.schemas import InteractionEvent
+from trainer import checkpointing
+from trainer.content import ContentTable
+from trainer.examples import Batch, collate, examples_from_events, examples_from_snapshots
+from trainer.sequences import ReplayBuffer, UserSequences
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The trainer's hyperparameters (see the ``trainer_*`` settings)."""
+
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    temperature: float = 0.05
+    sequence_len: int = 50
+    history_len: int = 20
+    history_positions: int = 10
+    max_targets: int = 10
+    replay_fraction: float = 0.25
+    replay_capacity: int = 20_000
+    seed: int = 0
+    audit: bool = False
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> TrainConfig:
+        return cls(
+            batch_size=s.trainer_batch_size, lr=s.trainer_lr, weight_decay=s.trainer_weight_decay,
+            temperature=s.trainer_temperature, sequence_len=s.trainer_sequence_len,
+            history_len=s.trainer_history_len, history_positions=s.trainer_history_positions,
+            max_targets=s.trainer_max_targets, replay_fraction=s.trainer_replay_fraction,
+            replay_capacity=s.trainer_replay_capacity, seed=s.trainer_seed, audit=s.trainer_audit,
+        )
+
+
+@dataclass
+class _Pending:
+    """Events added since the last step: per user, the sequence before them and their items."""
+
+    prior: dict[str, list[str]] = field(default_factory=dict)
+    new: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    event_ids: list[str] = field(default_factory=list)
+
+
+class OnlineTrainer:
+    """Model + AdamW + per-user sequences + replay buffer + consumed offsets."""
+
+    def __init__(self, model: LearnModel, content: ContentTable, cfg: TrainConfig, encoder: str) -> None:
+        self.model = model.train()
+        self.content = content
+        self.cfg = cfg
+        self.encoder = encoder
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sequences = UserSequences(cfg.sequence_len)
+        self.replay = ReplayBuffer(cfg.replay_capacity, seed=cfg.seed)
+        self.offsets: dict[str, int] = {}
+        self.trained = 0
+        self.steps = 0
+        self.audit: dict[str, int] = {}
+        self.last_loss = float("nan")
+        self._rng = random.Random(cfg.seed)
+        self._pending = _Pending()
+
+    # -- construction and checkpoints ------------------------------------------------------------
+
+    @classmethod
+    def restore(
+        cls, model: LearnModel, extra: dict[str, Any], content: ContentTable, cfg: TrainConfig, encoder: str
+    ) -> OnlineTrainer:
+        """From a loaded checkpoint: an online one resumes everything; an offline one (no
+        ``sequences`` in its extra) gives the weights, and the rest starts empty."""
+        trainer = cls(model, content, cfg, extra.get("encoder", encoder))
+        if "sequences" in extra:
+            trainer.optimizer.load_state_dict(extra["optimizer"])
+            trainer.sequences = UserSequences.from_state(extra["sequences"])
+            trainer.replay = ReplayBuffer.from_state(extra["replay"], seed=cfg.seed)
+            trainer.offsets = dict(extra["offsets"])
+            trainer.trained = int(extra["trained"])
+            trainer.steps = int(extra["steps"])
+            trainer.audit = dict(extra.get("audit", {}))
+        return trainer
+
+    @classmethod
+    def from_scratch(cls, content: ContentTable, cfg: TrainConfig, encoder: str) -> OnlineTrainer:
+        torch.manual_seed(cfg.seed)
+        model = LearnModel(LearnConfig(content_dim=content.content_dim, max_len=cfg.history_len))
+        return cls(model, content, cfg, encoder)
+
+    def save(self, path: Path) -> None:
+        """Write the checkpoint (trains any pending events first, so none is half-applied)."""
+        self.flush()
+        extra: dict[str, Any] = {
+            "optimizer": self.optimizer.state_dict(),
+            "sequences": self.sequences.state(),
+            "replay": self.replay.state(),
+            "offsets": dict(self.offsets),
+            "trained": self.trained,
+            "steps": self.steps,
+            "encoder": self.encoder,
+        }
+        if self.cfg.audit:
+            extra["audit"] = dict(self.audit)
+        checkpointing.save(path, self.model, extra)
+
+    # -- consuming -------------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending.event_ids)
+
+    def add(self, events: list[InteractionEvent], offsets: dict[str, int] | None = None) -> None:
+        """Take events in stream order (``offsets``: the next offset per ``topic:partition``
+        once these are consumed); steps whenever ``batch_size`` events are pending. Items
+        without a content embedding yet are left out of sequences (the event still counts)."""
+        self.content.fetch_missing(e.item_id for e in events)
+        for event in events:
+            pend = self._pending
+            if event.item_id in self.content:
+                if event.user_id not in pend.prior:
+                    pend.prior[event.user_id] = self.sequences.get(event.user_id)
+                pend.new[event.user_id].append(event.item_id)
+                self.replay.offer(self.sequences.append(event.user_id, event.item_id))
+            pend.event_ids.append(event.event_id)
+            if len(pend.event_ids) >= self.cfg.batch_size:
+                self.flush()
+        self.offsets.update(offsets or {})
+
+    def flush(self) -> None:
+        """Train on every pending event now (a smaller step when fewer than ``batch_size``)."""
+        pend, self._pending = self._pending, _Pending()
+        if not pend.event_ids:
+            return
+        examples = examples_from_events(pend.prior, pend.new)
+        n_replay = round(self.cfg.replay_fraction * len(examples))
+        examples += examples_from_snapshots(self.replay.sample(n_replay), self._rng)
+        batch = collate(examples, self.content, self.cfg.history_len, self.cfg.max_targets)
+        if batch is not None and len(batch) >= 2:  # one user alone has no negatives
+            self.last_loss = self.step(batch)
+        self.trained += len(pend.event_ids)
+        if self.cfg.audit:
+            for event_id in pend.event_ids:
+                self.audit[event_id] = self.audit.get(event_id, 0) + 1
+
+    def step(self, batch: Batch) -> float:
+        """One AdamW step on the dense all-action loss; returns the loss."""
+        hist, tgt = batch.content(self.content)  # [B, H, D], [B, T, D]
+        user = F.normalize(self.model.encode_sequence(hist), dim=-1)  # [B, H, out]
+        # Pair only the last ``history_positions`` real history positions with the targets.
+        count = batch.history_mask.sum(dim=1, keepdim=True)  # [B, 1]
+        position = torch.arange(hist.shape[1])[None, :]
+        user_valid = batch.history_mask & (position >= count - self.cfg.history_positions)
+        target = self.model.item_sequence_tower(tgt)  # [B, T, out]
+        target_items = batch.targets.masked_fill(~batch.target_mask, -1)
+        loss = dense_all_action_loss(user, user_valid, target, target_items, self.cfg.temperature)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.steps += 1
+        return float(loss.detach())
+

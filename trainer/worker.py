@@ -1,0 +1,199 @@
+"""``learnrec train online``: the Kafka shell around :class:`~trainer.online.OnlineTrainer`.
+
+- Partitions: the trainer assigns itself every partition of the interactions topic (it runs as
+  one instance) and seeks each to the next offset stored in its checkpoint, or to the beginning
+  of the log when the checkpoint has none. Its consumer group (``GROUP_TRAINER``) only receives
+  commits for lag monitoring; resuming never reads them.
+- Records go through :class:`shared.worker.BatchWorker` (decode, dead-letter the bad ones).
+  The handler's only IO (fetching content embeddings from Redis) happens before it changes any
+  state, so a batch retried after a Redis error is never trained twice.
+- Cadence: a checkpoint every ``trainer_checkpoint_every`` events; a published version (with a
+  checkpoint before it) every ``trainer_publish_every_events`` events or
+  ``trainer_publish_every_s`` seconds after the first unpublished event; a last checkpoint on
+  SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Sequence
+
+import redis
+import torch
+
+from shared.config import Settings
+from shared.dead_letter import DeadLetterWriter
+from shared.kafka_io import ensure_topics, make_consumer, make_producer
+from shared.model_versions import ModelRegistry
+from shared.redis_client import make_redis
+from shared.redis_keys import RedisKeys
+from shared.schemas import InteractionEvent, decode_interaction_event
+from shared.topics import DEAD_LETTER, GROUP_TRAINER, INTERACTIONS, group_name, topic_name
+from shared.worker import Accepted, BatchResult, BatchWorker
+from trainer import checkpointing
+from trainer.content import ContentTable
+from trainer.online import OnlineTrainer, TrainConfig
+from trainer.publish import publish_model
+
+log = logging.getLogger(__name__)
+
+WORKER = "trainer"
+
+
+def content_dim_from_redis(client: redis.Redis, keys: RedisKeys, wait_s: float = 0.5) -> int:
+    """The content dimension of the stored items (waits until the first item is encoded)."""
+    while True:
+        for raw in client.sscan_iter(keys.items(), count=10):
+            content = client.hget(keys.item(raw.decode()), "content")
+            if content:
+                return len(content) // 4
+        log.info("no encoded item yet; waiting to learn the content dimension")
+        time.sleep(wait_s)
+
+
+def build_trainer(settings: Settings, client: redis.Redis) -> OnlineTrainer:
+    """Resume from ``trainer_checkpoint`` if it exists, else start from ``trainer_init`` (an
+    offline checkpoint) or from scratch."""
+    cfg = TrainConfig.from_settings(settings)
+    keys = RedisKeys.from_settings(settings)
+    path = settings.trainer_checkpoint if settings.trainer_checkpoint.exists() else settings.trainer_init
+    if path:
+        log.info("starting from checkpoint %s", path)
+        model, extra = checkpointing.load(path)
+        content = ContentTable(model.config.content_dim, client, keys)
+        return OnlineTrainer.restore(model, extra, content, cfg, settings.encoder)
+    log.info("starting from scratch")
+    content = ContentTable(content_dim_from_redis(client, keys), client, keys)
+    return OnlineTrainer.from_scratch(content, cfg, settings.encoder)
+
+
+class TrainerLoop:
+    """Feeds batches to the trainer and decides when to checkpoint and publish."""
+
+    def __init__(self, settings: Settings, trainer: OnlineTrainer, registry: ModelRegistry) -> None:
+        self.settings = settings
+        self.trainer = trainer
+        self.registry = registry
+        self.since_checkpoint = 0
+        self.since_publish = 0
+        self.unpublished_since: float | None = None
+        self.published: list[str] = []
+
+    def handle(self, batch: Sequence[Accepted[InteractionEvent]]) -> BatchResult:
+        offsets: dict[str, int] = {}
+        for accepted in batch:
+            record = accepted.record
+            key = checkpointing.offset_key(record.topic, record.partition)  # type: ignore[attr-defined]
+            offsets[key] = max(offsets.get(key, 0), record.offset + 1)  # type: ignore[attr-defined]
+        self.trainer.add([a.event for a in batch], offsets)
+        self.since_checkpoint += len(batch)
+        self.since_publish += len(batch)
+        if self.unpublished_since is None:
+            self.unpublished_since = time.monotonic()
+        return BatchResult()
+
+    def tick(self) -> None:
+        """Checkpoint and publish when due (called between batches)."""
+        s = self.settings
+        due = self.since_publish >= s.trainer_publish_every_events or (
+            self.unpublished_since is not None
+            and time.monotonic() - self.unpublished_since >= s.trainer_publish_every_s
+        )
+        if due:
+            self.checkpoint()
+            self.publish()
+        elif self.since_checkpoint >= s.trainer_checkpoint_every:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        self.trainer.save(self.settings.trainer_checkpoint)
+        self.since_checkpoint = 0
+        log.info(
+            "checkpoint: %d events trained, %d steps, loss %.4f, %d users",
+            self.trainer.trained, self.trainer.steps, self.trainer.last_loss, len(self.trainer.sequences),
+        )
+
+    def publish(self) -> None:
+        """Publish a version; on failure (Redis down) the next tick tries again."""
+        try:
+            report = publish_model(
+                self.trainer.model, self.registry, self.trainer.encoder,
+                batch_size=self.settings.trainer_publish_batch_size,
+                keep=self.settings.trainer_keep_versions, content=self.trainer.content,
+            )
+        except Exception:
+            log.exception("publish failed; retrying at the next tick")
+            return
+        self.published.append(report.version)
+        self.since_publish = 0
+        self.unpublished_since = None
+
+
+def _assign(consumer, topic: str, offsets: dict[str, int], timeout_s: float = 30.0) -> None:
+    from kafka import TopicPartition
+
+    deadline = time.monotonic() + timeout_s
+    partitions = consumer.partitions_for_topic(topic)
+    while not partitions and time.monotonic() < deadline:
+        time.sleep(0.2)
+        partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise RuntimeError(f"topic {topic} has no partitions")
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.unsubscribe()
+    consumer.assign(tps)
+    for tp in tps:
+        stored = offsets.get(checkpointing.offset_key(tp.topic, tp.partition))
+        if stored is None:
+            consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, stored)
+    log.info("assigned %s at %s", topic, {tp.partition: offsets.get(checkpointing.offset_key(topic, tp.partition), 0) for tp in tps})
+
+
+def run(settings: Settings, max_idle_s: float | None = None) -> TrainerLoop:
+    """Train until SIGTERM/SIGINT (or ``max_idle_s`` without events); returns the loop."""
+    torch.set_num_threads(settings.trainer_threads)
+    ensure_topics(settings)
+    client = make_redis(settings)
+    trainer = build_trainer(settings, client)
+    loop = TrainerLoop(settings, trainer, ModelRegistry.from_settings(settings, client))
+    topic = topic_name(settings, INTERACTIONS)
+    consumer = make_consumer(
+        settings, group_name(settings, GROUP_TRAINER), [topic],
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_session_timeout_ms // 3,
+    )
+    _assign(consumer, topic, trainer.offsets)
+    worker = BatchWorker(
+        WORKER, consumer, decode_interaction_event, loop.handle,
+        DeadLetterWriter(make_producer(settings), topic_name(settings, DEAD_LETTER), WORKER),
+    )
+    worker.install_signal_handlers()
+    idle_since = time.monotonic()
+    try:
+        while not worker.stop_event.is_set():
+            if worker.run_once().polled:
+                idle_since = time.monotonic()
+            loop.tick()
+            if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
+                break
+        loop.checkpoint()
+    finally:
+        consumer.close(autocommit=False)
+    return loop
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``learnrec train online``."""
+    parser.add_argument("--max-idle-s", type=float, default=None, help="exit after this long without events")
+    parser.set_defaults(func=_command)
+
+
+def _command(args: argparse.Namespace) -> int:
+    from shared.config import get_settings
+
+    run(get_settings(), max_idle_s=args.max_idle_s)
+    return 0
