@@ -70,14 +70,19 @@ def _normalised(name_in: str, name_out: str) -> list[onnx.NodeProto]:
     ]
 
 
-def _constants(projection: np.ndarray) -> list[onnx.TensorProto]:
-    return [
+def _constants(projection: np.ndarray, pooled: bool) -> list[onnx.TensorProto]:
+    """The initializers of a tower; ``pooled`` adds the axes the user tower's pooling uses."""
+    constants = [
         numpy_helper.from_array(projection, "projection"),
         numpy_helper.from_array(np.array([-1], np.int64), "last_axis"),
-        numpy_helper.from_array(np.array([1], np.int64), "seq_axis"),
-        numpy_helper.from_array(np.array([2], np.int64), "feature_axis"),
         numpy_helper.from_array(np.array(NORM_EPS, np.float32), "eps"),
     ]
+    if pooled:
+        constants += [
+            numpy_helper.from_array(np.array([1], np.int64), "seq_axis"),
+            numpy_helper.from_array(np.array([2], np.int64), "feature_axis"),
+        ]
+    return constants
 
 
 def item_tower_graph(projection: np.ndarray) -> onnx.ModelProto:
@@ -90,7 +95,7 @@ def item_tower_graph(projection: np.ndarray) -> onnx.ModelProto:
         "bootstrap_item_tower",
         [helper.make_tensor_value_info("content", TensorProto.FLOAT, ["batch", content_dim])],
         [helper.make_tensor_value_info("item_vector", TensorProto.FLOAT, ["batch", output_dim])],
-        initializer=_constants(projection),
+        initializer=_constants(projection, pooled=False),
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
 
@@ -116,7 +121,7 @@ def user_tower_graph(projection: np.ndarray) -> onnx.ModelProto:
             helper.make_tensor_value_info("mask", TensorProto.INT64, ["batch", "seq"]),
         ],
         [helper.make_tensor_value_info("user_vector", TensorProto.FLOAT, ["batch", output_dim])],
-        initializer=_constants(projection),
+        initializer=_constants(projection, pooled=True),
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
 

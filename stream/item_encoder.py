@@ -57,11 +57,11 @@ def load_encoder(settings: Settings) -> TextEncoder:
     ``Settings.encoder_threads`` torch threads (a process-wide setting)."""
     import torch
 
-    from shared.model.encoder import ContentEncoder, resolve_encoder
+    from shared.model.encoder import ContentEncoder
 
     torch.set_num_threads(settings.encoder_threads)
     return ContentEncoder(
-        resolve_encoder(settings.encoder),
+        settings.encoder,  # an alias stays the model id, the same on every machine
         max_tokens=settings.encoder_max_tokens,
         batch_size=settings.encoder_batch_size,
     )
