@@ -1,0 +1,120 @@
+"""End to end on the real broker, the real stream workers and a real server.
+
+Events go to Kafka; the item encoder and history updater workers (run in threads, with the
+bootstrap model version they publish) write Redis; the API answers over HTTP. The content
+encoder is a bag-of-words stand-in (titles sharing words get similar embeddings), so the
+expected answers are known; everything after the encoder is the production code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from shared.kafka_io import ensure_topics
+from shared.redis_keys import RedisKeys
+from shared.schemas import InteractionEvent, ItemEvent
+from stream.workers import build_history_worker, build_item_worker
+from tests.serving_support import LiveServer, wait_until
+from tests.stream_helpers import produce
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+LENSES = ["alpha", "beta", "gamma", "delta"]
+BAGS = ["red", "blue", "green"]
+HOSES = ["one", "two", "three", "four", "five", "six"]
+
+
+class BagOfWordsEncoder:
+    """Text -> L2-normalised sum of one seeded random unit vector per word ``[content_dim]``."""
+
+    content_dim = 64
+    model_id = "test-bag-of-words-64"
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        rows = []
+        for text in texts:
+            row = np.zeros(self.content_dim)
+            for word in text.lower().replace(".", " ").replace(":", " ").split():
+                seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:8], "little")
+                row += np.random.default_rng(seed).standard_normal(self.content_dim)
+            rows.append(row / np.linalg.norm(row))
+        return np.asarray(rows, np.float32).reshape(len(texts), self.content_dim)
+
+
+def _items() -> list[ItemEvent]:
+    return (
+        [ItemEvent(item_id=f"lens-{w}", title=f"camera lens {w}") for w in LENSES[:3]]
+        + [ItemEvent(item_id=f"bag-{w}", title=f"camera bag {w}") for w in BAGS]
+        + [ItemEvent(item_id=f"hose-{w}", title=f"garden hose {w}") for w in HOSES]
+    )
+
+
+def _click(user: str, item: str) -> InteractionEvent:
+    return InteractionEvent(event_id=f"{user}-{item}-{time.time_ns()}", user_id=user, item_id=item)
+
+
+@pytest.fixture
+def running(settings, redis_client):
+    """Workers in threads and a live server; yields the server's URL once it serves the items."""
+    ensure_topics(settings)
+    workers = [build_item_worker(settings, BagOfWordsEncoder()), build_history_worker(settings)]
+    threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
+    for thread in threads:
+        thread.start()
+    produce(settings, _items())
+    try:
+        with LiveServer(settings) as server:
+            wait_until(
+                lambda: httpx.get(f"{server.url}/readyz").json().get("items") == len(_items()),
+                timeout=60, every=0.1,
+            )
+            yield server.url
+    finally:
+        for worker in workers:
+            worker.stop_event.set()
+        for thread in threads:
+            thread.join(timeout=15)
+
+
+def _answer(url: str, user: str, k: int = 5) -> list[str]:
+    body = httpx.get(f"{url}/v1/users/{user}/recommendations", params={"k": k}).json()
+    return [item["item_id"] for item in body["items"]]
+
+
+def _history_length(redis_client, keys: RedisKeys, user: str) -> int:
+    return redis_client.llen(keys.history(user))
+
+
+def test_new_item_is_recommended_within_two_seconds(running, settings, redis_client) -> None:
+    keys = RedisKeys.from_settings(settings)
+    produce(settings, [_click("u1", f"lens-{w}") for w in LENSES[:3]])
+    wait_until(lambda: _history_length(redis_client, keys, "u1") == 3, timeout=30, every=0.05)
+    assert "lens-delta" not in _answer(running, "u1")
+
+    produce(settings, [ItemEvent(item_id="lens-delta", title="camera lens delta")])
+    published = time.monotonic()
+    wait_until(lambda: "lens-delta" in _answer(running, "u1", k=3), timeout=10, every=0.02)
+    elapsed = time.monotonic() - published
+    assert elapsed < 2.0, f"the new item was recommended after {elapsed:.2f} s"
+    assert _answer(running, "u1", k=1) == ["lens-delta"]
+
+
+def test_a_click_changes_the_next_answer(running, settings, redis_client) -> None:
+    keys = RedisKeys.from_settings(settings)
+    produce(settings, [_click("u2", f"lens-{w}") for w in LENSES[:3]])
+    wait_until(lambda: _history_length(redis_client, keys, "u2") == 3, timeout=30, every=0.05)
+    before = _answer(running, "u2", k=10)
+
+    produce(settings, [_click("u2", "hose-one")])
+    wait_until(lambda: _history_length(redis_client, keys, "u2") == 4, timeout=10, every=0.01)
+    after = _answer(running, "u2", k=10)
+
+    assert after != before and "hose-one" not in after
+    first_hose = lambda answer: min(answer.index(i) for i in answer if i.startswith("hose-"))  # noqa: E731
+    assert first_hose(after) < first_hose(before), (before, after)
