@@ -53,20 +53,31 @@ def content_dim_from_redis(client: redis.Redis, keys: RedisKeys, wait_s: float =
         time.sleep(wait_s)
 
 
-def build_trainer(settings: Settings, client: redis.Redis) -> OnlineTrainer:
+def serving_encoder(settings: Settings, registry: ModelRegistry) -> str:
+    """The content encoder the stored items were encoded with: the current version's (the item
+    encoder publishes a bootstrap version naming it), else ``settings.encoder``."""
+    current = registry.current()
+    return registry.info(current).encoder if current else settings.encoder
+
+
+def build_trainer(settings: Settings, client: redis.Redis, registry: ModelRegistry) -> OnlineTrainer:
     """Resume from ``trainer_checkpoint`` if it exists, else start from ``trainer_init`` (an
     offline checkpoint) or from scratch."""
     cfg = TrainConfig.from_settings(settings)
     keys = RedisKeys.from_settings(settings)
+    encoder = serving_encoder(settings, registry)
     path = settings.trainer_checkpoint if settings.trainer_checkpoint.exists() else settings.trainer_init
     if path:
         log.info("starting from checkpoint %s", path)
         model, extra = checkpointing.load(path)
         content = ContentTable(model.config.content_dim, client, keys)
-        return OnlineTrainer.restore(model, extra, content, cfg, settings.encoder)
+        trainer = OnlineTrainer.restore(model, extra, content, cfg, encoder)
+        if trainer.encoder != encoder:
+            raise RuntimeError(f"{path} was trained on {trainer.encoder} content; the items are encoded with {encoder}")
+        return trainer
     log.info("starting from scratch")
     content = ContentTable(content_dim_from_redis(client, keys), client, keys)
-    return OnlineTrainer.from_scratch(content, cfg, settings.encoder)
+    return OnlineTrainer.from_scratch(content, cfg, encoder)
 
 
 class TrainerLoop:
@@ -158,8 +169,9 @@ def run(settings: Settings, max_idle_s: float | None = None) -> TrainerLoop:
     torch.set_num_threads(settings.trainer_threads)
     ensure_topics(settings)
     client = make_redis(settings)
-    trainer = build_trainer(settings, client)
-    loop = TrainerLoop(settings, trainer, ModelRegistry.from_settings(settings, client))
+    registry = ModelRegistry.from_settings(settings, client)
+    trainer = build_trainer(settings, client, registry)
+    loop = TrainerLoop(settings, trainer, registry)
     topic = topic_name(settings, INTERACTIONS)
     consumer = make_consumer(
         settings, group_name(settings, GROUP_TRAINER), [topic],
