@@ -1,0 +1,283 @@
+"""Serving benchmark: HTTP latency under open-loop load, against the in-process floor.
+
+``python -m bench.serving`` (loopback only, about 3 minutes) uses the configured Redis under a
+fresh key prefix that is deleted afterwards:
+
+1. fills Redis with a catalogue of random L2-normalised item vectors ``[output_dim]`` and
+   content embeddings ``[content_dim]``, user histories, and a model version whose user tower is
+   the real LEARN tower (``shared.model.towers.LearnModel``, untrained) exported to ONNX;
+2. measures the *floor*: the same request path in this process without HTTP (history fetch,
+   content embeddings, user tower, index search), one request at a time;
+3. starts ``learnrec serve`` in a subprocess and drives ``GET /v1/users/{u}/recommendations``
+   with an open-loop generator: requests leave at scheduled times whatever the earlier ones are
+   doing, and latency counts from the scheduled time, so a stalled server cannot hide its
+   queueing (no coordinated omission). The client is a minimal keep-alive HTTP/1.1 client on
+   the standard asyncio loop (finer timers than uvloop's millisecond clock), far cheaper per
+   request than a general one, which matters on two cores shared with the server.
+
+Writes ``bench/results/serving.json``: ``catalogue``, ``rps[rate]`` (``p50_ms``, ``p99_ms``,
+``error_rate``, ``sent``, ``achieved_rps``), ``floor_p50_ms``, ``floor_p99_ms``, the targets and
+whether they were met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from serving.service import ServingService
+from shared.config import Settings
+from shared.model.onnx_export import export_version
+from shared.model.towers import LearnConfig, LearnModel
+from shared.model_versions import ModelRegistry
+from shared.redis_client import make_redis
+from shared.redis_keys import RedisKeys
+
+RESULTS = Path(__file__).parent / "results" / "serving.json"
+RATES = (50, 100, 200, 400)
+FILL_BATCH = 5000
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def fill(settings: Settings, args: argparse.Namespace) -> str:
+    """Catalogue, histories and a registered current model version; returns the version id."""
+    client = make_redis(settings)
+    keys = RedisKeys.from_settings(settings)
+    torch_model = LearnModel(LearnConfig(content_dim=args.content_dim, output_dim=args.output_dim))
+    version = f"v{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-bench0"
+    export_version(torch_model, settings.model_dir / version, {"encoder": "bench-random"})
+    rng = np.random.default_rng(0)
+    for start in range(0, args.items, FILL_BATCH):
+        ids = [f"item-{n}" for n in range(start, min(start + FILL_BATCH, args.items))]
+        content = _unit(rng.standard_normal((len(ids), args.content_dim)))
+        vectors = _unit(rng.standard_normal((len(ids), args.output_dim)))
+        pipe = client.pipeline(transaction=False)
+        for item_id, row in zip(ids, content, strict=True):
+            pipe.hset(keys.item(item_id), mapping={"title": item_id, "content": row.tobytes()})
+        pipe.hset(keys.vectors(version), mapping={i: v.tobytes() for i, v in zip(ids, vectors, strict=True)})
+        pipe.execute()
+    pipe = client.pipeline(transaction=False)
+    for user in range(args.users):
+        length = int(rng.integers(5, 51))
+        pipe.rpush(keys.history(f"user-{user}"), *(f"item-{i}" for i in rng.integers(0, args.items, length)))
+    pipe.execute()
+    ModelRegistry.from_settings(settings, client).register(settings.model_dir / version)
+    client.set(keys.model_current(), version)
+    client.close()
+    return version
+
+
+def cleanup(settings: Settings) -> None:
+    client = make_redis(settings)
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=RedisKeys.from_settings(settings).pattern_all(), count=5000):
+        batch.append(key)
+        if len(batch) == 5000:
+            client.unlink(*batch)
+            batch = []
+    if batch:
+        client.unlink(*batch)
+    client.close()
+
+
+def _percentiles(latencies_s: list[float]) -> tuple[float, float]:
+    ms = np.asarray(latencies_s) * 1000
+    return round(float(np.percentile(ms, 50)), 3), round(float(np.percentile(ms, 99)), 3)
+
+
+async def measure_floor(settings: Settings, users: int, requests: int) -> tuple[float, float, float]:
+    """(p50 ms, p99 ms, index load s) of ``Recommender.for_user``, one request at a time."""
+    service = ServingService(settings)
+    started = time.perf_counter()
+    service.start()
+    try:
+        while not service.ready:
+            await asyncio.sleep(0.05)
+        load_s = time.perf_counter() - started
+        rng = np.random.default_rng(1)
+        for user in rng.integers(0, users, 200):  # warm the content cache like the server's
+            await service.recommender.for_user(f"user-{user}", 10)
+        latencies = []
+        for user in rng.integers(0, users, requests):
+            t0 = time.perf_counter()
+            await service.recommender.for_user(f"user-{user}", 10)
+            latencies.append(time.perf_counter() - t0)
+    finally:
+        await service.stop()
+    return (*_percentiles(latencies), round(load_s, 2))
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection doing GETs (responses with Content-Length)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def get(self, path: str) -> int:
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await self.reader.readexactly(length)
+        return int(head[9:12])
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def open_loop(port: int, users: int, rate: int, duration_s: float, timeout_s: float) -> dict:
+    """Send ``rate`` requests per second for ``duration_s`` at fixed times; latency per request
+    from its scheduled time to the end of its response."""
+    idle: list[Connection] = []
+    latencies: list[float] = []
+    errors = 0
+    rng = np.random.default_rng(rate)
+    total = int(rate * duration_s)
+    t0 = time.perf_counter() + 0.1
+
+    async def one(i: int, user: int) -> None:
+        nonlocal errors
+        scheduled = t0 + i / rate
+        await asyncio.sleep(scheduled - time.perf_counter())
+        conn = idle.pop() if idle else Connection(*await asyncio.open_connection("127.0.0.1", port))
+        try:
+            status = await asyncio.wait_for(
+                conn.get(f"/v1/users/user-{user}/recommendations?k=10"), timeout_s
+            )
+            idle.append(conn)
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+            conn.close()
+            status = 0
+        latencies.append(time.perf_counter() - scheduled)
+        errors += status != 200
+
+    await asyncio.gather(*(one(i, int(u)) for i, u in enumerate(rng.integers(0, users, total))))
+    elapsed = time.perf_counter() - t0
+    for conn in idle:
+        conn.close()
+    p50, p99 = _percentiles(latencies)
+    return {"p50_ms": p50, "p99_ms": p99, "error_rate": errors / total, "sent": total,
+            "achieved_rps": round(total / elapsed, 1)}
+
+
+def start_server(settings: Settings, port: int) -> subprocess.Popen:
+    env = os.environ | {
+        "REDIS_URL": settings.redis_url,
+        "LEARNREC_REDIS_PREFIX": settings.redis_prefix,
+        "LEARNREC_MODEL_DIR": str(settings.model_dir),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+
+
+def wait_ready(server: subprocess.Popen, port: int, timeout_s: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if server.poll() is not None:
+            raise RuntimeError(f"server exited: {server.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError("server not ready")
+
+
+def run(args: argparse.Namespace) -> dict:
+    base = Settings()
+    model_dir = Path(tempfile.mkdtemp(prefix="learnrec-bench-serving-"))
+    settings = Settings(
+        REDIS_URL=base.redis_url, redis_prefix=f"bench-serving-{uuid.uuid4().hex[:8]}",
+        model_dir=model_dir,
+    )
+    server = None
+    try:
+        t = time.perf_counter()
+        fill(settings, args)
+        fill_s = time.perf_counter() - t
+        print(f"filled {args.items} items, {args.users} users in {fill_s:.1f} s", flush=True)
+        floor_p50, floor_p99, load_s = asyncio.run(measure_floor(settings, args.users, args.floor_requests))
+        print(f"floor p50 {floor_p50} ms p99 {floor_p99} ms (index loaded in {load_s} s)", flush=True)
+        server = start_server(settings, args.port)
+        ready_s = wait_ready(server, args.port, 300)
+        asyncio.run(open_loop(args.port, args.users, 100, args.warmup_s, args.timeout_s))
+        rates = {}
+        for rate in args.rates:
+            rates[str(rate)] = asyncio.run(
+                open_loop(args.port, args.users, rate, args.duration_s, args.timeout_s)
+            )
+            print(f"{rate} rps: {rates[str(rate)]}", flush=True)
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+        cleanup(settings)
+        shutil.rmtree(model_dir, ignore_errors=True)
+    at_200 = rates.get("200", {})
+    return {
+        "catalogue": args.items,
+        "users": args.users,
+        "content_dim": args.content_dim,
+        "output_dim": args.output_dim,
+        "index": "hnsw" if args.items >= settings.serving_exact_below else "exact",
+        "duration_s_per_rate": args.duration_s,
+        "cpus": os.cpu_count(),
+        "rps": rates,
+        "floor_p50_ms": floor_p50,
+        "floor_p99_ms": floor_p99,
+        "index_load_s": load_s,
+        "server_ready_s": round(ready_s, 2),
+        "targets": {
+            "p99_at_200_rps_max_ms": 20,
+            "p99_at_200_rps_met": at_200.get("p99_ms", 1e9) <= 20,
+            "no_errors_at_200_rps": at_200.get("error_rate", 1) == 0,
+            "http_p50_at_200_rps_over_floor": round(at_200.get("p50_ms", 0) / floor_p50, 2),
+            "http_p50_within_3x_floor": at_200.get("p50_ms", 1e9) <= 3 * floor_p50,
+        },
+        "command": "python -m bench.serving",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--content-dim", type=int, default=384, help="all-MiniLM-L6-v2's width")
+    parser.add_argument("--output-dim", type=int, default=64)
+    parser.add_argument("--rates", type=int, nargs="+", default=list(RATES))
+    parser.add_argument("--duration-s", type=float, default=20.0, help="per rate")
+    parser.add_argument("--warmup-s", type=float, default=10.0)
+    parser.add_argument("--floor-requests", type=int, default=2000)
+    parser.add_argument("--timeout-s", type=float, default=2.0)
+    parser.add_argument("--port", type=int, default=18080)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    result = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
