@@ -76,5 +76,5 @@ class HistoryHandler:
         applied = int(self._apply(keys=keys, args=[self.dedup_ttl_s, self.history_length, self.popularity_ttl_s, *items]))
         INTERACTIONS.labels("applied").inc(applied)
         INTERACTIONS.labels("duplicate").inc(len(batch) - applied)
-        log.debug("history batch: events=%d applied=%d", len(batch), applied)
+        log.debug("history batch", extra={"events": len(batch), "applied": applied})
         return BatchResult()

@@ -110,8 +110,9 @@ class ItemEncoderHandler:
         ITEMS.labels("encoded").inc(len(changed))
         ITEMS.labels("unchanged").inc(len(unchanged))
         log.info(
-            "item batch: events=%d encoded=%d unchanged=%d versions=%s announced=%s",
-            len(batch), len(changed), len(unchanged), ",".join(result.versions), result.announced,
+            "item batch",
+            extra={"events": len(batch), "encoded": len(changed), "unchanged": len(unchanged),
+                   "announced": result.announced},
         )
         return BatchResult()
 

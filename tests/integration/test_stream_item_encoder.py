@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from shared.dead_letter import DeadLetter
 from shared.model_versions import ModelRegistry
@@ -25,6 +26,10 @@ def fast(settings):
 
 def _updates(redis_client, keys: RedisKeys) -> list[tuple[str, str]]:
     return [(f[b"item_id"].decode(), f[b"version"].decode()) for _, f in redis_client.xrange(keys.item_updates())]
+
+
+def _metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def _run_until(worker, condition, timeout_s: float = 20.0) -> None:
@@ -62,6 +67,8 @@ def test_a_duplicate_delivery_has_a_single_effect_and_a_changed_text_is_encoded_
     worker = build_item_worker(fast, encoder=encoder)
     version = ModelRegistry.from_settings(fast, redis_client).current()
     first = ItemEvent(item_id="i1", title="Drill", timestamp=1.0)
+    unchanged_before = _metric("learnrec_items_total", outcome="unchanged")
+    encodes_before = _metric("learnrec_encode_seconds_count")
     try:
         produce(fast, [first])
         _run_until(worker, lambda: worker.totals.polled >= 1)
@@ -76,6 +83,8 @@ def test_a_duplicate_delivery_has_a_single_effect_and_a_changed_text_is_encoded_
     finally:
         worker.consumer.close(autocommit=False)
     assert encoder.calls[-1] == ["Title: Drill. Brand: Acme"]
+    assert _metric("learnrec_items_total", outcome="unchanged") == unchanged_before + 1
+    assert _metric("learnrec_encode_seconds_count") == encodes_before + 2
     assert redis_client.hget(keys.vectors(version), "i1") != stored
     assert _updates(redis_client, keys) == [("i1", version), ("i1", version)]
 
