@@ -87,8 +87,8 @@ class ItemStore:
         preparing = sorted(v.decode() for v in pipe.smembers(self.keys.model_preparing()))
         return [current.decode()] + [v for v in preparing if v != current.decode()]
 
-    def _missing_vectors(self, item_ids: list[str], versions: list[str]) -> dict[str, tuple[list[str], np.ndarray]]:
-        """Per version, the stored items lacking a vector there, with their content ``[n, D]``."""
+    def _missing_vectors(self, item_ids: list[str], versions: list[str]) -> dict[str, list[tuple[str, np.ndarray]]]:
+        """Per version, the stored items lacking a vector there, with their content ``[D]``."""
         if not item_ids:
             return {}
         pipe = self.redis.pipeline(transaction=False)
@@ -102,13 +102,13 @@ class ItemStore:
         for item_id in needed:
             pipe.hget(self.keys.item(item_id), "content")
         content = {i: np.frombuffer(c, np.float32) for i, c in zip(needed, pipe.execute(), strict=True)}
-        return {v: (ids, np.stack([content[i] for i in ids])) for v, ids in lacking.items() if ids}
+        return {v: [(i, content[i]) for i in ids] for v, ids in lacking.items() if ids}
 
     def _queue_writes(
         self,
         pipe: redis.client.Pipeline,
         changed: list[EncodedItem],
-        fills: dict[str, tuple[list[str], np.ndarray]],
+        fills: dict[str, list[tuple[str, np.ndarray]]],
         versions: list[str],
     ) -> WriteResult:
         result = WriteResult(versions=versions)
@@ -119,17 +119,12 @@ class ItemStore:
                                     "content": np.asarray(item.content, np.float32).tobytes()})
         if changed:
             pipe.sadd(self.keys.items(), *(item.item_id for item in changed))
-        content = np.stack([item.content for item in changed]) if changed else None
         for version in versions:
-            ids = [item.item_id for item in changed]
-            vectors = self.towers.get(version).item_vectors(content) if content is not None else None
-            if version in fills:
-                fill_ids, fill_content = fills[version]
-                fill_vectors = self.towers.get(version).item_vectors(fill_content)
-                ids += fill_ids
-                vectors = fill_vectors if vectors is None else np.concatenate([vectors, fill_vectors])
-            if not ids:
+            to_project = [(item.item_id, item.content) for item in changed] + fills.get(version, [])
+            if not to_project:
                 continue
+            ids = [item_id for item_id, _ in to_project]
+            vectors = self.towers.get(version).item_vectors(np.stack([c for _, c in to_project]))
             pipe.hset(self.keys.vectors(version), mapping={i: v.tobytes() for i, v in zip(ids, vectors, strict=True)})
             for item_id in ids:
                 pipe.xadd(self.keys.item_updates(), {"item_id": item_id, "version": version},

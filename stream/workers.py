@@ -14,7 +14,15 @@ from shared.model_versions import ModelRegistry, VersionCache
 from shared.redis_client import make_redis
 from shared.redis_keys import RedisKeys
 from shared.schemas import decode_interaction_event, decode_item_event
-from shared.topics import DEAD_LETTER, GROUP_HISTORY_UPDATER, GROUP_ITEM_ENCODER, INTERACTIONS, ITEMS, group_name, topic_name
+from shared.topics import (
+    DEAD_LETTER,
+    GROUP_HISTORY_UPDATER,
+    GROUP_ITEM_ENCODER,
+    INTERACTIONS,
+    ITEMS,
+    group_name,
+    topic_name,
+)
 from shared.worker import BatchStats, BatchWorker
 from stream.history_updater import HistoryHandler
 from stream.item_encoder import ItemEncoderHandler, TextEncoder, load_encoder
