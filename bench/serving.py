@@ -49,6 +49,8 @@ from shared.redis_keys import RedisKeys
 RESULTS = Path(__file__).parent / "results" / "serving.json"
 RATES = (50, 100, 200, 400)
 FILL_BATCH = 5000
+MAX_CONNECTIONS = 64  # requests beyond wait for a connection; their wait counts as latency
+KEEP_ALIVE_S = 3.0  # reuse idle connections younger than this (uvicorn closes them after 5 s)
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -128,8 +130,10 @@ class Connection:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.last_used = time.perf_counter()
 
     async def get(self, path: str) -> int:
+        self.last_used = time.perf_counter()
         self.writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
         head = await self.reader.readuntil(b"\r\n\r\n")
         length = 0
@@ -145,56 +149,77 @@ class Connection:
 
 async def open_loop(port: int, users: int, rate: int, duration_s: float, timeout_s: float) -> dict:
     """Send ``rate`` requests per second for ``duration_s`` at fixed times; latency per request
-    from its scheduled time to the end of its response."""
+    from its scheduled time to the end of its response. A request not answered within
+    ``timeout_s`` of its scheduled time is an error."""
     idle: list[Connection] = []
     latencies: list[float] = []
-    errors = 0
+    outcomes: dict[str, int] = {}
+    slots = asyncio.Semaphore(MAX_CONNECTIONS)
     rng = np.random.default_rng(rate)
     total = int(rate * duration_s)
     t0 = time.perf_counter() + 0.1
 
+    async def checkout() -> Connection:
+        """An idle connection the server has not timed out (uvicorn: 5 s), else a new one."""
+        while idle:
+            conn = idle.pop()
+            if time.perf_counter() - conn.last_used < KEEP_ALIVE_S:
+                return conn
+            conn.close()
+        return Connection(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def request(path: str) -> int:
+        conn = await checkout()
+        try:
+            status = await conn.get(path)
+        except BaseException:  # an error or the timeout: the connection's state is unknown
+            conn.close()
+            raise
+        idle.append(conn)
+        return status
+
     async def one(i: int, user: int) -> None:
-        nonlocal errors
         scheduled = t0 + i / rate
         await asyncio.sleep(scheduled - time.perf_counter())
-        conn = idle.pop() if idle else Connection(*await asyncio.open_connection("127.0.0.1", port))
-        try:
-            status = await asyncio.wait_for(
-                conn.get(f"/v1/users/user-{user}/recommendations?k=10"), timeout_s
-            )
-            idle.append(conn)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
-            conn.close()
-            status = 0
+        async with slots:
+            try:
+                remaining = scheduled + timeout_s - time.perf_counter()
+                outcome = str(await asyncio.wait_for(
+                    request(f"/v1/users/user-{user}/recommendations?k=10"), remaining
+                ))
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as err:
+                outcome = type(err).__name__
         latencies.append(time.perf_counter() - scheduled)
-        errors += status != 200
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
     await asyncio.gather(*(one(i, int(u)) for i, u in enumerate(rng.integers(0, users, total))))
     elapsed = time.perf_counter() - t0
     for conn in idle:
         conn.close()
     p50, p99 = _percentiles(latencies)
+    errors = total - outcomes.get("200", 0)
     return {"p50_ms": p50, "p99_ms": p99, "error_rate": errors / total, "sent": total,
-            "achieved_rps": round(total / elapsed, 1)}
+            "achieved_rps": round(total / elapsed, 1), "outcomes": outcomes}
 
 
-def start_server(settings: Settings, port: int) -> subprocess.Popen:
+def start_server(settings: Settings, port: int, log_path: Path) -> subprocess.Popen:
     env = os.environ | {
         "REDIS_URL": settings.redis_url,
         "LEARNREC_REDIS_PREFIX": settings.redis_prefix,
         "LEARNREC_MODEL_DIR": str(settings.model_dir),
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
+    with log_path.open("wb") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        )
 
 
-def wait_ready(server: subprocess.Popen, port: int, timeout_s: float) -> float:
+def wait_ready(server: subprocess.Popen, port: int, timeout_s: float, log_path: Path) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
         if server.poll() is not None:
-            raise RuntimeError(f"server exited: {server.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                 return time.monotonic() - started
@@ -219,8 +244,9 @@ def run(args: argparse.Namespace) -> dict:
         print(f"filled {args.items} items, {args.users} users in {fill_s:.1f} s", flush=True)
         floor_p50, floor_p99, load_s = asyncio.run(measure_floor(settings, args.users, args.floor_requests))
         print(f"floor p50 {floor_p50} ms p99 {floor_p99} ms (index loaded in {load_s} s)", flush=True)
-        server = start_server(settings, args.port)
-        ready_s = wait_ready(server, args.port, 300)
+        server_log = model_dir / "server.log"
+        server = start_server(settings, args.port, server_log)
+        ready_s = wait_ready(server, args.port, 300, server_log)
         asyncio.run(open_loop(args.port, args.users, 100, args.warmup_s, args.timeout_s))
         rates = {}
         for rate in args.rates:
@@ -273,6 +299,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18080)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))  # still clean up Redis
     result = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
