@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -43,3 +44,27 @@ def test_interactions_update_bounded_histories_and_popularity_once(settings, red
     assert redis_client.ttl(keys.event_seen("e0")) > 0
     letters = [DeadLetter.from_record(r) for r in read_topic(fast, topic_name(fast, DEAD_LETTER), expected=1)]
     assert [d.value for d in letters] == [b'{"event_id": "bad"}'] and letters[0].stage == "history-updater"
+
+
+def test_two_replicas_in_one_group_split_the_partitions(settings, redis_client):
+    fast = settings.model_copy(update={"kafka_session_timeout_ms": 6000, "history_length": 1000})
+    keys = RedisKeys.from_settings(fast)
+    users = [f"u{n}" for n in range(8)]
+    events = [InteractionEvent(event_id=f"e{n}", user_id=users[n % 8], item_id=f"i{n}") for n in range(2000)]
+    replicas = [build_history_worker(fast), build_history_worker(fast)]
+
+    def settled() -> bool:
+        for worker in replicas:
+            worker.run_once()
+        return all(worker.consumer.assignment() for worker in replicas)
+
+    assert wait_until(settled, 30, every_s=0)  # both hold partitions before any event arrives
+    produce(fast, events)
+    threads = [threading.Thread(target=worker.run, kwargs={"max_idle_s": 3.0}) for worker in replicas]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert all(worker.totals.accepted > 0 for worker in replicas)
+    assert sum(worker.totals.accepted for worker in replicas) == len(events)
+    assert sum(redis_client.llen(keys.history(user)) for user in users) == len(events)
