@@ -45,25 +45,27 @@ class LearnConfig:
         return asdict(self)
 
 
-class _Block(nn.Module):
+def causal_mask(max_len: int) -> torch.Tensor:
+    """Additive attention mask [max_len, max_len]: 0 on and below the diagonal, -inf above."""
+    return torch.full((max_len, max_len), float("-inf")).triu(1)
+
+
+class CausalBlock(nn.Module):
     """Pre-norm transformer block with causal self-attention. ``[B, L, H] -> [B, L, H]``."""
 
-    def __init__(self, cfg: LearnConfig) -> None:
+    def __init__(self, dim: int, heads: int, ffn_mult: int, dropout: float) -> None:
         super().__init__()
-        if cfg.model_dim % cfg.num_heads:
+        if dim % heads:
             raise ValueError("model_dim must be a multiple of num_heads")
-        self.heads = cfg.num_heads
-        self.norm1 = nn.LayerNorm(cfg.model_dim)
-        self.qkv = nn.Linear(cfg.model_dim, 3 * cfg.model_dim)
-        self.out = nn.Linear(cfg.model_dim, cfg.model_dim)
-        self.norm2 = nn.LayerNorm(cfg.model_dim)
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(
-            nn.Linear(cfg.model_dim, cfg.ffn_mult * cfg.model_dim),
-            nn.GELU(),
-            nn.Dropout(cfg.dropout),
-            nn.Linear(cfg.ffn_mult * cfg.model_dim, cfg.model_dim),
+            nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn_mult * dim, dim)
         )
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, causal: torch.Tensor) -> torch.Tensor:
         """``x`` [B, L, H]; ``causal`` [L, L] additive mask (0 or -inf above the diagonal)."""
@@ -82,9 +84,17 @@ class LearnModel(nn.Module):
     def __init__(self, config: LearnConfig) -> None:
         super().__init__()
         self.config = config
-        self.adaptor = nn.Linear(config.content_dim, config.model_dim)
+        # LayerNorm after the adaptor: unit-norm content vectors have tiny coordinates, and
+        # the positions must not drown them.
+        self.adaptor = nn.Sequential(
+            nn.Linear(config.content_dim, config.model_dim), nn.LayerNorm(config.model_dim)
+        )
         self.positions = nn.Embedding(config.max_len, config.model_dim)
-        self.blocks = nn.ModuleList(_Block(config) for _ in range(config.num_layers))
+        nn.init.normal_(self.positions.weight, std=0.02)
+        self.blocks = nn.ModuleList(
+            CausalBlock(config.model_dim, config.num_heads, config.ffn_mult, config.dropout)
+            for _ in range(config.num_layers)
+        )
         self.norm = nn.LayerNorm(config.model_dim)
         self.drop = nn.Dropout(config.dropout)
         self.projection = nn.Linear(config.model_dim, config.output_dim)
@@ -92,8 +102,7 @@ class LearnModel(nn.Module):
             self.item_projection = nn.Linear(config.content_dim, config.output_dim)
         elif config.item_tower not in ("shared", "itemwise"):
             raise ValueError(f"unknown item_tower {config.item_tower!r}")
-        causal = torch.full((config.max_len, config.max_len), float("-inf")).triu(1)
-        self.register_buffer("causal", causal, persistent=False)
+        self.register_buffer("causal", causal_mask(config.max_len), persistent=False)
 
     def encode_sequence(self, content: torch.Tensor) -> torch.Tensor:
         """Per-position outputs, not normalised. ``content`` [B, L, D] -> [B, L, out].

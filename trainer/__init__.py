@@ -1,0 +1,1 @@
+"""Offline (and later online) training of the LEARN towers, evaluation and baselines."""

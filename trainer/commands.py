@@ -1,0 +1,94 @@
+"""``learnrec train MODE ...``: one sub-subcommand per training mode.
+
+:data:`MODES` maps a mode to ``"module:function"`` and its help; the
+function receives the mode's argparse parser, adds its arguments and sets ``func``. It must
+import lightly (heavy imports belong in the ``func`` it sets): every mode is configured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+from pathlib import Path
+
+MODES: dict[str, tuple[str, str]] = {
+    "offline": ("trainer.commands:configure_offline", "Train on a data set; write a checkpoint and a model version"),
+    "online": ("trainer.online_cli:configure", "Learn from the interaction stream; publish model versions"),
+}
+
+log = logging.getLogger(__name__)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    modes = parser.add_subparsers(dest="train_mode", required=True, metavar="MODE")
+    for name, (target, help_text) in MODES.items():
+        module, func = target.split(":")
+        getattr(importlib.import_module(module), func)(modes.add_parser(name, help=help_text))
+
+
+def configure_offline(parser: argparse.ArgumentParser) -> None:
+    from shared.config import get_settings
+
+    settings = get_settings()
+    parser.add_argument("--data", required=True, help="UniSRec folder, RecBole folder or .jsonl log")
+    parser.add_argument("--out", type=Path, default=settings.model_dir,
+                        help="model root: writes OUT/{version}/ and OUT/checkpoints/{version}.pt")
+    parser.add_argument("--split", choices=("loo", "cold"), default="loo")
+    parser.add_argument("--encoder", default=settings.encoder, help="alias, HF name or path")
+    parser.add_argument("--max-tokens", type=int, default=settings.encoder_max_tokens)
+    parser.add_argument("--cache", type=Path, default=settings.cache_dir / "embeddings",
+                        help="content embedding cache folder")
+    parser.add_argument("--item-tower", choices=("shared", "itemwise", "none"), default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--max-minutes", type=float, default=None)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(func=run_offline)
+
+
+def run_offline(args: argparse.Namespace) -> int:
+    import torch
+
+    from shared.model import checkpoint
+    from shared.model.encoder import ContentEncoder, EmbeddingCache
+    from shared.model.onnx_export import export_version, new_version_id
+    from trainer.data import load_dataset, make_split
+    from trainer.evaluate import evaluate
+    from trainer.offline import default_configs, learn_scorer, train_offline
+
+    torch.set_num_threads(args.threads)
+    ds = load_dataset(args.data)
+    split = make_split(ds, args.split, seed=args.seed)
+    encoder = ContentEncoder(args.encoder, max_tokens=args.max_tokens)
+    content = EmbeddingCache(args.cache).encode(encoder, ds.item_texts, progress=True)
+    model_cfg, train_cfg = default_configs(encoder.content_dim, seed=args.seed)
+    for key, value in (("item_tower", args.item_tower),):
+        if value is not None:
+            setattr(model_cfg, key, value)
+    for key, value in (("epochs", args.epochs), ("max_minutes", args.max_minutes)):
+        if value is not None:
+            setattr(train_cfg, key, value)
+    model, report = train_offline(split, content, model_cfg, train_cfg)
+    test = evaluate(learn_scorer(model, torch.as_tensor(content)), split)
+    version = new_version_id()
+    meta = export_version(model, args.out / version, {
+        "version": version,
+        "encoder": encoder.model_id,
+        "encoder_max_tokens": encoder.max_tokens,
+        "source": f"offline:{ds.name}:{args.split}",
+    })
+    ckpt = checkpoint.save(args.out / "checkpoints" / f"{version}.pt", model, {
+        "encoder": encoder.model_id,
+        "encoder_max_tokens": encoder.max_tokens,
+        "dataset": ds.name,
+        "split": args.split,
+        "train_seconds": report["train_seconds"],
+        "valid": report["valid"],
+        "test": test,
+    })
+    print(json.dumps({"version": meta["version"], "version_dir": str(args.out / version),
+                      "checkpoint": str(ckpt), "train_seconds": round(report["train_seconds"], 1),
+                      "test": test}, indent=2))
+    return 0
