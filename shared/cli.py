@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stream": ("stream.commands", "Run the item encoder or the history updater"),
     "model": ("shared.commands.model", "Bootstrap, list, roll back or prune model versions"),
     "serve": ("serving.commands", "Run the recommendation API"),
+    "train": ("trainer.commands", "Train the towers offline or online"),
     "replay": ("trainer.replay", "Prequential replay of a data set through Kafka"),
 }
 
