@@ -4,8 +4,8 @@ An example is a pair of item-id lists (history, targets), both non-empty, histor
 targets. Two sources:
 
 - new events (:func:`examples_from_events`): per user in a mini-batch, the items that arrived
-  in it are the targets and the user's earlier sequence is the history; a user whose first
-  items arrive together uses the first one as history;
+  in it are the targets (in chunks, one step per round of chunks) and the user's earlier
+  sequence is the history;
 - replay snapshots (:func:`examples_from_snapshots`): a past sequence cut at a random point.
 
 :func:`collate` turns examples into right-padded row-index tensors over a
@@ -27,17 +27,26 @@ from trainer.content import ContentTable
 Example = tuple[list[str], list[str]]
 
 
-def examples_from_events(prior: dict[str, list[str]], new: dict[str, list[str]]) -> list[Example]:
+def examples_from_events(
+    prior: dict[str, list[str]], new: dict[str, list[str]], max_targets: int
+) -> list[list[Example]]:
     """``prior[user]``: the user's sequence before the batch; ``new[user]``: items in the batch,
-    in order. Returns one example per user that has at least one history and one target item."""
-    out: list[Example] = []
+    in order. A user's new items are cut into chunks of ``max_targets``; each chunk is the
+    targets of one example whose history is everything before it (a user with no prior items
+    keeps the first one as history). Every new item is a target exactly once.
+
+    Returns rounds: round ``r`` holds every user's ``r``-th chunk, so a step over one round has
+    at most one example per user (another example of the same user would be a false negative).
+    """
+    rounds: list[list[Example]] = []
     for user, items in new.items():
-        history = prior.get(user, [])
-        if history:
-            out.append((history, items))
-        elif len(items) >= 2:
-            out.append((items[:1], items[1:]))
-    return out
+        seq = prior.get(user, []) + items
+        start = max(len(seq) - len(items), 1)
+        for r, cut in enumerate(range(start, len(seq), max_targets)):
+            if r == len(rounds):
+                rounds.append([])
+            rounds[r].append((seq[:cut], seq[cut : cut + max_targets]))
+    return rounds
 
 
 def examples_from_snapshots(snapshots: Sequence[list[str]], rng: random.Random) -> list[Example]:

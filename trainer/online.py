@@ -157,16 +157,17 @@ class OnlineTrainer:
         self.offsets.update(offsets or {})
 
     def flush(self) -> None:
-        """Train on every pending event now (a smaller step when fewer than ``batch_size``)."""
+        """Train on every pending event now: one step per round of examples (see
+        :func:`~trainer.examples.examples_from_events`), each with its replay sample."""
         pend, self._pending = self._pending, _Pending()
         if not pend.event_ids:
             return
-        examples = examples_from_events(pend.prior, pend.new)
-        n_replay = round(self.cfg.replay_fraction * len(examples))
-        examples += examples_from_snapshots(self.replay.sample(n_replay), self._rng)
-        batch = collate(examples, self.content, self.cfg.history_len, self.cfg.max_targets)
-        if batch is not None and len(batch) >= 2:  # one user alone has no negatives
-            self.last_loss = self.step(batch)
+        for examples in examples_from_events(pend.prior, pend.new, self.cfg.max_targets):
+            n_replay = max(2, round(self.cfg.replay_fraction * len(examples))) if self.cfg.replay_fraction else 0
+            examples += examples_from_snapshots(self.replay.sample(n_replay), self._rng)
+            batch = collate(examples, self.content, self.cfg.history_len, self.cfg.max_targets)
+            if batch is not None and len(batch) >= 2:  # one example alone has no negatives
+                self.last_loss = self.step(batch)
         self.trained += len(pend.event_ids)
         if self.cfg.audit:
             for event_id in pend.event_ids:

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from collections.abc import Sequence
@@ -197,15 +196,3 @@ def run(settings: Settings, max_idle_s: float | None = None) -> TrainerLoop:
         consumer.close(autocommit=False)
     return loop
 
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``learnrec train online``."""
-    parser.add_argument("--max-idle-s", type=float, default=None, help="exit after this long without events")
-    parser.set_defaults(func=_command)
-
-
-def _command(args: argparse.Namespace) -> int:
-    from shared.config import get_settings
-
-    run(get_settings(), max_idle_s=args.max_idle_s)
-    return 0

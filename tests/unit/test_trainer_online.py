@@ -74,8 +74,10 @@ def test_replay_buffer_is_a_bounded_uniform_sample():
 
 
 def test_examples_split_history_and_targets():
-    examples = examples_from_events({"a": ["x", "y"], "b": []}, {"a": ["z"], "b": ["p", "q", "r"], "c": ["s"]})
-    assert examples == [(["x", "y"], ["z"]), (["p"], ["q", "r"])]
+    examples = examples_from_events(
+        {"a": ["x", "y"], "b": []}, {"a": ["z", "w", "v"], "b": ["p", "q", "r"], "c": ["s"]}, max_targets=2
+    )
+    assert examples == [[(["x", "y"], ["z", "w"]), (["p"], ["q", "r"])], [(["x", "y", "z", "w"], ["v"])]]
     cut = examples_from_snapshots([["1", "2", "3"]], random.Random(0))[0]
     assert cut[0] + cut[1] == ["1", "2", "3"] and cut[0] and cut[1]
 
