@@ -4,6 +4,7 @@ replays a data set at an accelerated pace, writes a report, and stops everything
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import subprocess
 from pathlib import Path
@@ -46,6 +47,7 @@ def ensure_services(settings: Settings, console: Console) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     console = Console()
     settings = get_settings()
     ensure_services(settings, console)

@@ -42,7 +42,7 @@ class DemoMetrics:
     request_errors: int = 0
     # (events published so far, served model hit, popularity hit)
     prequential: list[tuple[int, bool, bool]] = field(default_factory=list)
-    versions: list[tuple[float, str]] = field(default_factory=list)
+    versions: list[tuple[int, str]] = field(default_factory=list)  # (interactions so far, version)
     cold_starts: list[ColdStartExample] = field(default_factory=list)
     cold_start_misses: int = 0
     users: list[UserExample] = field(default_factory=list)

@@ -57,7 +57,7 @@ class AnnouncementWatcher(threading.Thread):
         version = raw.decode() if raw else None
         if version and version != self.current_version:
             self.current_version = version
-            self._metrics.add("versions", (self._metrics.elapsed(), version))
+            self._metrics.add("versions", (self._metrics.interactions_published, version))
 
     def stop(self) -> None:
         self._stop.set()

@@ -44,7 +44,11 @@ def _prequential(metrics: DemoMetrics, path: Path, window: int = 200) -> None:
             hits = np.array([float(r[column]) for r in rows])
             smooth = np.convolve(hits, kernel, mode="valid")
             ax.plot(x[w - 1:], smooth, label=label, color=colour)
+        for n, (position, _version) in enumerate(metrics.versions):
+            ax.axvline(position, color="#55A868", alpha=0.4, linewidth=1,
+                       label="new model version" if n == 0 else None)
         ax.legend()
+        window = w
     ax.set_title(f"Prequential Recall@10 (moving average over {window} scored events)")
     ax.set_xlabel("interactions published")
     ax.set_ylabel("Recall@10")
