@@ -37,6 +37,7 @@ class DemoMetrics:
     items_published: int = 0
     interactions_published: int = 0
     malformed_published: int = 0
+    dead_letters: int = 0
     freshness_ms: list[float] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)
     request_errors: int = 0
@@ -74,6 +75,7 @@ class DemoMetrics:
             "items_published": self.items_published,
             "interactions_published": self.interactions_published,
             "malformed_published": self.malformed_published,
+            "dead_letters": self.dead_letters,
             "freshness_ms": {"n": len(self.freshness_ms), "p50": pct(self.freshness_ms, 50),
                              "p99": pct(self.freshness_ms, 99)},
             "serving_latency_ms": {"n": len(self.latency_ms), "p50": pct(self.latency_ms, 50),

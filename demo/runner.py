@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from demo.metrics import ColdStartExample, DemoMetrics, UserExample
@@ -29,7 +30,7 @@ from shared.kafka_io import ensure_topics, make_producer
 from shared.redis_client import make_redis
 from shared.redis_keys import RedisKeys
 from shared.schemas import InteractionEvent, ItemEvent
-from shared.topics import INTERACTIONS, ITEMS, topic_name
+from shared.topics import DEAD_LETTER, INTERACTIONS, ITEMS, topic_name
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class DemoRun:
             self.fleet.wait_until(client.ready, 120, "the serving API to be ready")
             self._replay(producer, watcher, client)
             self._collect_user_examples(client, watcher)
+            self.metrics.dead_letters = self._count_dead_letters()
         finally:
             producer.close()
             report = write_report(self.metrics, self.folder, f"learnrec demo {self.run_id} ({self.data.name})")
@@ -157,14 +159,15 @@ class DemoRun:
         producer.flush()
         self.metrics.items_published += len(items)
         started = time.monotonic()
+        with Progress(TextColumn("encoding the catalogue"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=self.console) as progress:
+            task = progress.add_task("encode", total=len(items))
 
-        def all_announced() -> bool:
-            done = len(watcher.announced)
-            if time.monotonic() - started > 5 and int(time.monotonic() - started) % 5 == 0:
-                self.console.print(f"  encoded {done}/{len(items)} items", end="\r")
-            return done >= len(items)
+            def all_announced() -> bool:
+                progress.update(task, completed=min(len(watcher.announced), len(items)))
+                return len(watcher.announced) >= len(items)
 
-        self.fleet.wait_until(all_announced, 600, "the catalogue to be encoded")
+            self.fleet.wait_until(all_announced, 600, "the catalogue to be encoded")
         self.console.print(f"catalogue encoded and servable in {time.monotonic() - started:.1f}s")
         # Freshness counts only items arriving during the live stream, not the initial bulk load.
         self.metrics.freshness_ms.clear()
@@ -183,7 +186,10 @@ class DemoRun:
         if live:
             live.start()
         try:
-            for event in self.data.stream:
+            malformed_at = len(self.data.stream) // 2
+            for position, event in enumerate(self.data.stream):
+                if position == malformed_at:
+                    self._publish_malformed(producer)
                 delay = next_send - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
@@ -213,6 +219,23 @@ class DemoRun:
         finally:
             if live:
                 live.stop()
+
+    def _publish_malformed(self, producer) -> None:
+        """Two bad events mid-stream: they must land in the dead-letter topic, nothing stops."""
+        producer.send(topic_name(self.settings, INTERACTIONS), key=b"demo", value=b'{"user_id": "demo"}')
+        producer.send(topic_name(self.settings, ITEMS), key=b"bad-item", value=b"not json at all")
+        self.metrics.malformed_published += 2
+
+    def _count_dead_letters(self) -> int:
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        try:
+            topic = topic_name(self.settings, DEAD_LETTER)
+            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+            return sum(consumer.end_offsets(partitions).values()) if partitions else 0
+        finally:
+            consumer.close()
 
     def _score(self, event: InteractionEvent, client: ServingClient, counts: Counter[str],
                clicks_of: dict[str, list[str]]) -> None:

@@ -2,8 +2,9 @@
 
 Items are grouped by topic; each topic has its own vocabulary, brands and category path, so the
 item texts carry real words a language model understands (and a new item's text alone says what
-it is about). Users prefer a few topics and now and then drift to a new one. New items keep
-arriving during the stream, so cold start is exercised.
+it is about). Users prefer two topics, are loyal to one brand per topic about half the time, and
+now and then drift to a new topic. New items keep arriving during the stream, so cold start is
+exercised.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class SyntheticConfig:
     users: int = 300
     interactions: int = 6_000
     drift_probability: float = 0.02  # per interaction, a user adopts a new favourite topic
+    brand_loyalty: float = 0.5       # how often a user picks their favourite brand of the topic
 
 
 @dataclass
@@ -95,9 +97,10 @@ def _make_item(rng: random.Random, topic: str, n: int, timestamp: float) -> Item
     brand = rng.choice(spec["brands"])  # type: ignore[arg-type]
     noun = rng.choice(spec["nouns"])  # type: ignore[arg-type]
     adjective = rng.choice(spec["adjectives"])  # type: ignore[arg-type]
+    model = f"{brand[:2].upper()}-{rng.randrange(100, 1000)}"
     return ItemEvent(
         item_id=f"{topic[:4]}-{n:05d}",
-        title=f"{brand} {adjective} {noun}",
+        title=f"{brand} {adjective} {noun} {model}",
         brand=brand,
         category=str(spec["category"]),
         description=f"A {adjective} {noun} by {brand} for {topic} enthusiasts.",
@@ -120,7 +123,9 @@ def generate(config: SyntheticConfig = SyntheticConfig(), start_time: float = 1_
         topic_of[item.item_id] = topic
     by_topic: dict[str, list[str]] = {t: [i.item_id for i in items if topic_of[i.item_id] == t] for t in topics}
 
+    brand_of = {i.item_id: i.brand for i in items}
     favourites = {f"user-{u:04d}": rng.sample(topics, 2) for u in range(config.users)}
+    loyal_to = {(user, t): rng.choice(TOPICS[t]["brands"]) for user in favourites for t in topics}  # type: ignore[arg-type]
     stream: list[tuple[float, ItemEvent | InteractionEvent]] = []
     new_every = max(1, config.interactions // max(1, config.new_items))
     next_item = config.initial_items
@@ -132,12 +137,15 @@ def generate(config: SyntheticConfig = SyntheticConfig(), start_time: float = 1_
             next_item += 1
             topic_of[item.item_id] = topic
             by_topic[topic].append(item.item_id)
+            brand_of[item.item_id] = item.brand
             stream.append((t, item))
         user = f"user-{rng.randrange(config.users):04d}"
         if rng.random() < config.drift_probability:
             favourites[user] = [rng.choice(topics), favourites[user][0]]
         topic = favourites[user][0] if rng.random() < 0.7 else favourites[user][1]
         pool = by_topic[topic]
+        if rng.random() < config.brand_loyalty:
+            pool = [i for i in pool if brand_of[i] == loyal_to[(user, topic)]] or pool
         # Zipf-like popularity inside a topic, with the newest items boosted (novelty).
         weights = [1.0 / (rank + 1) ** 0.8 for rank in range(len(pool))]
         weights[-3:] = [w * 4 for w in weights[-3:]]

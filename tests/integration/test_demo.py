@@ -29,6 +29,7 @@ def test_short_demo_runs_end_to_end_and_writes_the_report(kafka_bootstrap, redis
         assert (run_dir / name).stat().st_size > 0, name
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["interactions_published"] == 600
+    assert summary["dead_letters"] == summary["malformed_published"] == 2
     assert summary["freshness_ms"]["n"] > 0  # new items arrived during the stream and were announced
     assert summary["serving_latency_ms"]["errors"] == 0
     assert summary["prequential_recall@10"]["scored"] > 500
