@@ -109,8 +109,8 @@ def train_sasrec(
 
     def loss_fn(batch) -> torch.Tensor:
         inputs, labels = batch
-        logits = model.logits(model(inputs))  # [B, L, n_items]
-        return F.cross_entropy(logits.flatten(0, 1), (labels - 1).flatten(), ignore_index=-1)
+        real = labels > 0  # [B, L]; logits only where there is a next item
+        return F.cross_entropy(model.logits(model(inputs)[real]), labels[real] - 1)
 
     report = fit(model, epoch, loss_fn, lambda: sasrec_scorer(model), split, train_cfg,
                  progress, desc="training sasrec")

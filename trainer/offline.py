@@ -41,6 +41,7 @@ class TrainConfig:
     n_target: int = 10
     temperature: float = 0.05
     recency: bool = False
+    logq: bool = True
     patience: int = 5
     max_minutes: float = 12.0
     seed: int = 0
@@ -101,8 +102,9 @@ class _Batches:
 
 
 def _step_loss(
-    model: LearnModel, content: torch.Tensor, batch, cfg: TrainConfig
+    model: LearnModel, content: torch.Tensor, batch, cfg: TrainConfig, log_pop: torch.Tensor
 ) -> torch.Tensor:
+    """One batch's loss; ``log_pop`` [n_items] log training frequency (for ``cfg.logq``)."""
     ids, mask, targets = batch
     out = model.encode_sequence(content[ids])  # [B, L, out]
     lengths = mask.sum(1)
@@ -116,7 +118,8 @@ def _step_loss(
     user = F.normalize(out.gather(1, pos.clamp(min=0)[..., None].expand(-1, -1, out.shape[-1])), dim=-1)
     item = model.item_sequence_tower(content[targets.clamp(min=0)])  # [B, T, out]
     weights = recency_weights(cfg.n_history)[None, :].expand_as(pos) if cfg.recency else None
-    return dense_all_action_loss(user, valid, item, targets, cfg.temperature, weights)
+    log_q = log_pop[targets.clamp(min=0)] if cfg.logq else None
+    return dense_all_action_loss(user, valid, item, targets, cfg.temperature, weights, log_q)
 
 
 def fit(
@@ -183,10 +186,12 @@ def train_offline(
     content_t = torch.as_tensor(content, dtype=torch.float32)
     model = LearnModel(model_cfg)
     batches = _Batches(split.train, model_cfg.max_len, cfg)
+    counts = torch.as_tensor(split.train_counts(), dtype=torch.float32) + 1.0
+    log_pop = (counts / counts.sum()).log()
     report = fit(
         model,
         batches.epoch,
-        lambda batch: _step_loss(model, content_t, batch, cfg),
+        lambda batch: _step_loss(model, content_t, batch, cfg, log_pop),
         lambda: learn_scorer(model, content_t),
         split,
         cfg,

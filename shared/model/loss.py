@@ -28,6 +28,7 @@ def dense_all_action_loss(
     target_items: torch.Tensor,
     temperature: float = 0.05,
     history_weights: torch.Tensor | None = None,
+    log_q: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Dense all-action InfoNCE.
 
@@ -37,11 +38,15 @@ def dense_all_action_loss(
     is a positive; its negatives are all other users' targets in the batch, except items equal
     to any of this user's targets (identical items masked). ``history_weights`` [B, H] optional
     per-position weights (e.g. :func:`recency_weights`); pairs are averaged with them.
-    Returns a scalar.
+    ``log_q`` [B, T] optional log sampling probability of each target (sampling-bias
+    correction, Yi et al. 2019): subtracted from its logits, so that popular items, which are
+    in-batch negatives more often, are not pushed down for it. Returns a scalar.
     """
     b, t, d = target.shape
     flat_items = target_items.reshape(b * t)  # [B*T]
     logits = torch.einsum("bhd,kd->bhk", user, target.reshape(b * t, d)) / temperature
+    if log_q is not None:
+        logits = logits - log_q.reshape(1, 1, b * t)
     owner = torch.arange(b, device=user.device).repeat_interleave(t)  # [B*T]
     same_item = (flat_items[None, :, None] == target_items[:, None, :]).any(-1)  # [B, B*T]
     negative = (owner[None, :] != torch.arange(b, device=user.device)[:, None]) & ~same_item

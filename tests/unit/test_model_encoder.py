@@ -5,41 +5,17 @@ import importlib.util
 
 import numpy as np
 import pytest
-import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import BertConfig, BertModel, LlamaConfig, LlamaModel, PreTrainedTokenizerFast
 
 from shared.model.encoder import ContentEncoder, EmbeddingCache, resolve_encoder
 
-WORDS = "title brand category sanding roll grit pipette tips glass beaker acme tools".split()
+from .tiny_hf import save_tiny_model
+
 TEXTS = ["Title: sanding roll. Brand: acme", "Title: pipette", "glass beaker tips tools grit roll"]
-
-
-def _tokenizer(with_pad: bool) -> PreTrainedTokenizerFast:
-    specials = ["[UNK]", "[PAD]"] if with_pad else ["[UNK]"]
-    vocab = {w: i for i, w in enumerate(specials + WORDS)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    extra = {"pad_token": "[PAD]"} if with_pad else {"eos_token": "[UNK]"}
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", **extra)
 
 
 @pytest.fixture(scope="module", params=["bert", "llama"])
 def tiny_model_dir(request, tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp(request.param)
-    n = len(WORDS) + 2
-    if request.param == "bert":
-        cfg = BertConfig(vocab_size=n, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32, max_position_embeddings=64)
-        model, tok = BertModel(cfg), _tokenizer(with_pad=True)
-    else:  # a decoder without a pad token, like most LLMs
-        cfg = LlamaConfig(vocab_size=n, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
-        model, tok = LlamaModel(cfg), _tokenizer(with_pad=False)
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp(request.param), request.param)
 
 
 def test_encode_shape_norm_and_order_independence(tiny_model_dir):

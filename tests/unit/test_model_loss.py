@@ -98,3 +98,18 @@ def test_last_position_loss_masks_duplicates():
     ]
     got = last_position_loss(user, target, items, TAU)
     assert got.item() == pytest.approx(torch.stack(want).mean().item(), rel=1e-5)
+
+
+def test_log_q_correction():
+    torch.manual_seed(5)
+    user, target, items = _unit(4, 2, 8), _unit(4, 3, 8), torch.arange(12).view(4, 3)
+    valid = torch.ones(4, 2, dtype=torch.bool)
+    plain = dense_all_action_loss(user, valid, target, items, TAU)
+    constant = dense_all_action_loss(user, valid, target, items, TAU, log_q=torch.full((4, 3), -2.0))
+    assert constant.item() == pytest.approx(plain.item(), rel=1e-5)  # a constant shift cancels
+    # For user 0, whose own targets keep log q = 0, popular negatives (log q = 3) weigh less.
+    log_q = torch.zeros(4, 3)
+    log_q[1:, :] = 3.0
+    only_user0 = torch.tensor([[1, 1], [0, 0], [0, 0], [0, 0]], dtype=torch.bool)
+    args = (user, only_user0, target, items, TAU)
+    assert dense_all_action_loss(*args, log_q=log_q) < dense_all_action_loss(*args)
