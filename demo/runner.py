@@ -227,13 +227,30 @@ class DemoRun:
         self.metrics.malformed_published += 2
 
     def _count_dead_letters(self) -> int:
+        """Distinct events in the dead-letter topic (every consumer group that rejects an event
+        writes its own record, tagged with its stage)."""
         from kafka import KafkaConsumer, TopicPartition
 
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        from shared.dead_letter import DeadLetter
+
+        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                                 enable_auto_commit=False)
         try:
             topic = topic_name(self.settings, DEAD_LETTER)
             partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-            return sum(consumer.end_offsets(partitions).values()) if partitions else 0
+            if not partitions:
+                return 0
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+            ends = consumer.end_offsets(partitions)
+            sources: set[tuple[str, int, int]] = set()
+            deadline = time.monotonic() + 10
+            while any(consumer.position(tp) < ends[tp] for tp in partitions) and time.monotonic() < deadline:
+                for records in consumer.poll(timeout_ms=200).values():
+                    for record in records:
+                        letter = DeadLetter.from_record(record)
+                        sources.add((letter.source_topic, letter.source_partition, letter.source_offset))
+            return len(sources)
         finally:
             consumer.close()
 
