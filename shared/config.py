@@ -102,9 +102,11 @@ class Settings(BaseSettings):
     trainer_max_targets: int = Field(default=10, ge=1)
     # Replay: past-sequence examples mixed into each step, as a fraction of its new examples,
     # drawn from a reservoir of this many snapshots.
-    trainer_replay_fraction: float = Field(default=0.25, ge=0)
+    trainer_replay_fraction: float = Field(default=1.0, ge=0)
     trainer_replay_capacity: int = Field(default=20_000, ge=0)
     trainer_threads: int = Field(default=2, ge=1)
+    # Item tower of a model started from scratch (LEARN variants: shared, itemwise, none).
+    trainer_item_tower: str = "shared"
     trainer_seed: int = 0
     trainer_checkpoint_every: int = Field(default=5_000, ge=1)
     # Publish a version after this many trained events, or this many seconds after the first

@@ -48,8 +48,9 @@ class TrainConfig:
     history_len: int = 20
     history_positions: int = 10
     max_targets: int = 10
-    replay_fraction: float = 0.25
+    replay_fraction: float = 1.0
     replay_capacity: int = 20_000
+    item_tower: str = "shared"
     seed: int = 0
     audit: bool = False
 
@@ -60,7 +61,7 @@ class TrainConfig:
             temperature=s.trainer_temperature, sequence_len=s.trainer_sequence_len,
             history_len=s.trainer_history_len, history_positions=s.trainer_history_positions,
             max_targets=s.trainer_max_targets, replay_fraction=s.trainer_replay_fraction,
-            replay_capacity=s.trainer_replay_capacity, seed=s.trainer_seed, audit=s.trainer_audit,
+            replay_capacity=s.trainer_replay_capacity, item_tower=s.trainer_item_tower, seed=s.trainer_seed, audit=s.trainer_audit,
         )
 
 
@@ -114,7 +115,9 @@ class OnlineTrainer:
     @classmethod
     def from_scratch(cls, content: ContentTable, cfg: TrainConfig, encoder: str) -> OnlineTrainer:
         torch.manual_seed(cfg.seed)
-        model = LearnModel(LearnConfig(content_dim=content.content_dim, max_len=cfg.history_len))
+        model = LearnModel(
+            LearnConfig(content_dim=content.content_dim, max_len=cfg.history_len, item_tower=cfg.item_tower)  # type: ignore[arg-type]
+        )
         return cls(model, content, cfg, encoder)
 
     def save(self, path: Path) -> None:

@@ -104,17 +104,19 @@ def content_embeddings(settings: Settings, texts: list[str]) -> tuple[np.ndarray
     return cache.encode(encoder, texts, progress=True), encoder.model_id
 
 
-def pretrain(trainer: OnlineTrainer, sequences: list[list[str]], epochs: int, seed: int = 0) -> None:
-    """Offline training: per epoch, every sequence of length >= 2 is cut at random points into
-    (history, targets), about one cut per ``max_targets`` items, in shuffled mini-batches."""
+def pretrain(
+    trainer: OnlineTrainer, sequences: list[list[str]], epochs: int, seed: int = 0, cuts_per_item: float = 0.5
+) -> None:
+    """Offline training: per epoch, every sequence is cut at ``cuts_per_item`` of its points
+    (at least one), drawn at random, into (history, targets), in shuffled mini-batches."""
     rng = np.random.default_rng(seed)
     cfg = trainer.cfg
     usable = [s for s in sequences if len(s) >= 2]
     for epoch in range(epochs):
         examples = []
         for seq in usable:
-            for cut in rng.integers(1, len(seq), size=max(1, len(seq) // cfg.max_targets)):
-                examples.append((seq[:cut], seq[cut:]))
+            cuts = rng.choice(np.arange(1, len(seq)), size=max(1, round(cuts_per_item * (len(seq) - 1))), replace=False)
+            examples += [(seq[:cut], seq[cut:]) for cut in cuts]
         order = rng.permutation(len(examples))
         losses = []
         for start in range(0, len(order), cfg.batch_size):
@@ -278,7 +280,7 @@ def plot(result: dict, path: Path) -> None:
 
 
 def replay(settings: Settings, data: Path, out_dir: Path, *, offline_fraction: float, offline_epochs: int,
-           publish_every: int, score_every: int, max_events: int | None = None) -> dict:
+           offline_cuts: float, publish_every: int, score_every: int, max_events: int | None = None) -> dict:
     """Run the whole experiment; returns the result dict (also written as JSON + PNG)."""
     torch.set_num_threads(settings.trainer_threads)
     torch.manual_seed(settings.trainer_seed)
@@ -296,7 +298,7 @@ def replay(settings: Settings, data: Path, out_dir: Path, *, offline_fraction: f
     prefix: dict[str, list[str]] = {}
     for e in stream[:n_offline]:
         prefix.setdefault(e.user, []).append(ds.item_ids[e.item])
-    pretrain(trainer, list(prefix.values()), offline_epochs, settings.trainer_seed)
+    pretrain(trainer, list(prefix.values()), offline_epochs, settings.trainer_seed, offline_cuts)
     frozen = ServedModel(trainer.model, content)
     # The online trainer continues from the offline model with a fresh optimizer and knows the
     # users' offline-period sequences, as a trainer started from an offline checkpoint would.
@@ -331,7 +333,7 @@ def replay(settings: Settings, data: Path, out_dir: Path, *, offline_fraction: f
         "scored_events": n,
         "score_every": score_every,
         "publish_every_events": publish_every,
-        "offline": {"fraction": offline_fraction, "epochs": offline_epochs},
+        "offline": {"fraction": offline_fraction, "epochs": offline_epochs, "cuts_per_item": offline_cuts},
         "encoder": encoder,
         "second_half_recall@10": {m: round(tally.recall(m, n // 2), 5) for m in tally.hits},
         "recall@10": {m: round(tally.recall(m), 5) for m in tally.hits},
@@ -352,7 +354,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="a data set name under ../shared/data (ml-100k, amazon-scientific), a folder, or a .jsonl file")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--offline-fraction", type=float, default=0.25, help="first part of the stream the offline model trains on")
-    parser.add_argument("--offline-epochs", type=int, default=10)
+    parser.add_argument("--offline-epochs", type=int, default=4)
+    parser.add_argument("--offline-cuts", type=float, default=0.5, help="training cuts per item of a sequence, per epoch")
     parser.add_argument("--publish-every", type=int, default=1000, help="events between published versions")
     parser.add_argument("--score-every", type=int, default=1, help="score every k-th interaction")
     parser.add_argument("--max-events", type=int, default=None, help="replay only the first N events")
@@ -366,7 +369,7 @@ def _command(args: argparse.Namespace) -> int:
     path = Path(args.dataset)
     data = path if path.exists() else data_path(args.dataset)
     result = replay(get_settings(), data, args.out, offline_fraction=args.offline_fraction,
-                    offline_epochs=args.offline_epochs, publish_every=args.publish_every,
+                    offline_epochs=args.offline_epochs, offline_cuts=args.offline_cuts, publish_every=args.publish_every,
                     score_every=args.score_every, max_events=args.max_events)
     print(json.dumps(result["second_half_recall@10"]))
     return 0
