@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     trainer_init: str = ""
     trainer_batch_size: int = Field(default=256, ge=1)
     trainer_lr: float = Field(default=1e-3, gt=0)
+    # Linear learning-rate warm-up over the first steps of a fresh optimizer (a start from an
+    # offline checkpoint or from scratch): Adam's first steps are otherwise full-size.
+    trainer_warmup_steps: int = Field(default=100, ge=0)
     trainer_weight_decay: float = Field(default=0.01, ge=0)
     trainer_temperature: float = Field(default=0.05, gt=0)
     # Per-user sequences kept; history items per example; history positions (N_h) and targets
@@ -104,6 +107,9 @@ class Settings(BaseSettings):
     # drawn from a reservoir of this many snapshots.
     trainer_replay_fraction: float = Field(default=1.0, ge=0)
     trainer_replay_capacity: int = Field(default=20_000, ge=0)
+    # Negatives per step: this many items drawn uniformly from every known item (their item
+    # vectors computed in the step); 0 uses the other examples' targets (in-batch) instead.
+    trainer_negatives: int = Field(default=1024, ge=0)
     trainer_threads: int = Field(default=2, ge=1)
     # Item tower of a model started from scratch (LEARN variants: shared, itemwise, none).
     trainer_item_tower: str = "shared"

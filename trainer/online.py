@@ -42,6 +42,7 @@ class TrainConfig:
 
     batch_size: int = 256
     lr: float = 1e-3
+    warmup_steps: int = 100
     weight_decay: float = 0.01
     temperature: float = 0.05
     sequence_len: int = 50
@@ -50,6 +51,7 @@ class TrainConfig:
     max_targets: int = 10
     replay_fraction: float = 1.0
     replay_capacity: int = 20_000
+    negatives: int = 1024
     item_tower: str = "shared"
     seed: int = 0
     audit: bool = False
@@ -57,11 +59,12 @@ class TrainConfig:
     @classmethod
     def from_settings(cls, s: Settings) -> TrainConfig:
         return cls(
-            batch_size=s.trainer_batch_size, lr=s.trainer_lr, weight_decay=s.trainer_weight_decay,
+            batch_size=s.trainer_batch_size, lr=s.trainer_lr, warmup_steps=s.trainer_warmup_steps, weight_decay=s.trainer_weight_decay,
             temperature=s.trainer_temperature, sequence_len=s.trainer_sequence_len,
             history_len=s.trainer_history_len, history_positions=s.trainer_history_positions,
             max_targets=s.trainer_max_targets, replay_fraction=s.trainer_replay_fraction,
-            replay_capacity=s.trainer_replay_capacity, item_tower=s.trainer_item_tower, seed=s.trainer_seed, audit=s.trainer_audit,
+            replay_capacity=s.trainer_replay_capacity, negatives=s.trainer_negatives,
+            item_tower=s.trainer_item_tower, seed=s.trainer_seed, audit=s.trainer_audit,
         )
 
 
@@ -177,7 +180,12 @@ class OnlineTrainer:
                 self.audit[event_id] = self.audit.get(event_id, 0) + 1
 
     def step(self, batch: Batch) -> float:
-        """One AdamW step on the dense all-action loss; returns the loss."""
+        """One AdamW step on the dense all-action loss; returns the loss.
+
+        Negatives: ``negatives`` items drawn uniformly from every known item (uniform, so the
+        softmax is not biased against popular items the way in-batch negatives are), or the
+        other examples' targets when 0. A user's own history items are never its negatives.
+        """
         hist, tgt = batch.content(self.content)  # [B, H, D], [B, T, D]
         user = F.normalize(self.model.encode_sequence(hist), dim=-1)  # [B, H, out]
         # Pair only the last ``history_positions`` real history positions with the targets.
@@ -186,7 +194,18 @@ class OnlineTrainer:
         user_valid = batch.history_mask & (position >= count - self.cfg.history_positions)
         target = self.model.item_sequence_tower(tgt)  # [B, T, out]
         target_items = batch.targets.masked_fill(~batch.target_mask, -1)
-        loss = dense_all_action_loss(user, user_valid, target, target_items, self.cfg.temperature)
+        negatives = negative_items = None
+        if self.cfg.negatives:
+            rows = self._rng.sample(range(len(self.content)), min(self.cfg.negatives, len(self.content)))
+            negative_items = torch.tensor(rows, dtype=torch.long)  # [M]
+            negatives = self.model.item_tower(torch.from_numpy(self.content.lookup(negative_items.numpy())))  # [M, out]
+        loss = dense_all_action_loss(
+            user, user_valid, target, target_items, self.cfg.temperature,
+            negatives=negatives, negative_items=negative_items,
+            masked_items=batch.history.masked_fill(~batch.history_mask, -1),
+        )
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.lr * min(1.0, (self.steps + 1) / max(1, self.cfg.warmup_steps))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)

@@ -161,7 +161,6 @@ class Prequential:
         self.frozen = frozen
         self.content = content  # [n_items, D]
         self.index = {item: i for i, item in enumerate(item_ids)}
-        self.item_ids = item_ids
         self.online = ServedModel(trainer.model, content)
         self.publish_every = publish_every
         self.score_every = score_every
@@ -300,9 +299,8 @@ def replay(settings: Settings, data: Path, out_dir: Path, *, offline_fraction: f
         prefix.setdefault(e.user, []).append(ds.item_ids[e.item])
     pretrain(trainer, list(prefix.values()), offline_epochs, settings.trainer_seed, offline_cuts)
     frozen = ServedModel(trainer.model, content)
-    # The online trainer continues from the offline model with a fresh optimizer and knows the
-    # users' offline-period sequences, as a trainer started from an offline checkpoint would.
-    trainer = OnlineTrainer(copy.deepcopy(trainer.model), table, cfg, encoder)
+    # The online trainer continues from the offline model and optimizer, and knows the users'
+    # offline-period sequences.
     for user, seq in prefix.items():
         for item in seq:
             trainer.replay.offer(trainer.sequences.append(user, item))
