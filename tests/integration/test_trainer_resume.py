@@ -1,0 +1,90 @@
+"""kill -9 the online trainer mid-stream, restart it: every event is trained exactly once.
+
+The trainer runs as a real ``learnrec train online`` process with ``trainer_audit`` on, so its
+checkpoint counts how often each event_id was trained; the model, the optimizer, the offsets
+and that count are saved together, so the count is the truth about the saved model.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from shared.kafka_io import ensure_topics
+from shared.redis_keys import RedisKeys
+from shared.schemas import InteractionEvent
+from tests.stream_helpers import produce, wait_until
+from trainer import checkpointing
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TRAIN_ONLINE = [sys.executable, "-m", "shared.cli", "train", "online", "--max-idle-s", "3"]
+N_EVENTS = 3000
+
+
+def _put_items(client, keys: RedisKeys, n: int, dim: int = 16) -> None:
+    rng = np.random.default_rng(0)
+    pipe = client.pipeline()
+    for k in range(n):
+        v = rng.standard_normal(dim).astype(np.float32)
+        pipe.hset(keys.item(f"i{k}"), mapping={"content": (v / np.linalg.norm(v)).tobytes(), "content_hash": f"h{k}"})
+        pipe.sadd(keys.items(), f"i{k}")
+    pipe.execute()
+
+
+def _start(settings, checkpoint) -> subprocess.Popen:
+    env = os.environ | {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "REDIS_URL": settings.redis_url,
+        "LEARNREC_TOPIC_PREFIX": settings.topic_prefix,
+        "LEARNREC_REDIS_PREFIX": settings.redis_prefix,
+        "LEARNREC_MODEL_DIR": str(settings.model_dir),
+        "LEARNREC_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "LEARNREC_TRAINER_CHECKPOINT": str(checkpoint),
+        "LEARNREC_TRAINER_AUDIT": "true",
+        "LEARNREC_TRAINER_BATCH_SIZE": "32",
+        "LEARNREC_TRAINER_CHECKPOINT_EVERY": "200",
+        "LEARNREC_TRAINER_THREADS": "1",
+        "LEARNREC_ENCODER": "test-random-16",
+    }
+    return subprocess.Popen(TRAIN_ONLINE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _trained(checkpoint) -> int:
+    try:
+        return int(checkpointing.load(checkpoint)[1]["trained"])
+    except (FileNotFoundError, EOFError, RuntimeError):
+        return 0
+
+
+def test_killed_trainer_resumes_training_every_event_exactly_once(settings, redis_client, tmp_path):
+    ensure_topics(settings)
+    _put_items(redis_client, RedisKeys.from_settings(settings), 100)
+    events = [InteractionEvent(event_id=f"e{k}", user_id=f"u{k % 37}", item_id=f"i{(k * 7) % 100}") for k in range(N_EVENTS)]
+    produce(settings, events)
+    checkpoint = tmp_path / "online.ckpt"
+
+    first = _start(settings, checkpoint)
+    try:
+        assert wait_until(lambda: _trained(checkpoint) >= 400 or first.poll() is not None, 120, 0.05), "no progress"
+        assert first.poll() is None, first.stderr.read().decode()
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    at_kill = _trained(checkpoint)
+    assert at_kill < N_EVENTS, "the trainer finished before it could be killed"
+
+    second = _start(settings, checkpoint)
+    assert second.wait(timeout=240) == 0, second.stderr.read().decode()[-3000:]
+    _, extra = checkpointing.load(checkpoint)
+    assert extra["trained"] == N_EVENTS
+    assert extra["audit"] == {e.event_id: 1 for e in events}
+    assert sum(extra["offsets"].values()) == N_EVENTS
+    per_user = np.bincount([int(e.user_id[1:]) for e in events])
+    kept = sum(min(n, extra["sequences"]["max_len"]) for n in per_user)
+    assert sum(len(s) for s in extra["sequences"]["seqs"].values()) == kept
