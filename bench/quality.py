@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--encoder", default="minilm")
     parser.add_argument("--compare-encoder", default=None)
     parser.add_argument("--max-minutes", type=float, default=None, help="per trained model")
+    parser.add_argument("--sasrec-minutes", type=float, default=10.0)
+    parser.add_argument("--content-minutes", type=float, default=5.0)
+    parser.add_argument("--models", default="learn,sasrec,popularity,content-mean,content",
+                        help="comma-separated; also learn-dense (the paper's in-batch loss)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path(".cache/embeddings"))
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -101,22 +105,33 @@ def main(argv: list[str] | None = None) -> dict:
     content_t = torch.as_tensor(content)
     models: dict[str, dict] = {}
 
-    learn, report = train_offline(split, content, model_cfg, train_cfg)
-    models["learn"] = _entry(learn_scorer(learn, content_t), split, report["train_seconds"])
-    models["learn"]["best_epoch"] = report["best_epoch"]
-    learn_seconds = report["train_seconds"]
-
-    sasrec_train = TrainConfig(batch_size=256, max_minutes=train_cfg.max_minutes, patience=train_cfg.patience)
-    sasrec, report = train_sasrec(split, SASRecConfig(), sasrec_train)
-    models["sasrec"] = _entry(sasrec_scorer(sasrec), split, report["train_seconds"])
-
-    models["popularity"] = _entry(popularity_scorer(split), split)
-    models["content-mean"] = _entry(content_mean_scorer(content), split)
-    cfg_c, _ = default_configs(content.shape[1])
-    cfg_c.item_tower = "none"
-    content_model, report = train_offline(split, content, cfg_c, train_cfg)
-    models["content"] = _entry(learn_scorer(content_model, content_t), split, report["train_seconds"])
-
+    wanted = args.models.split(",")
+    learn_seconds = 0.0
+    if "learn" in wanted:
+        learn, report = train_offline(split, content, model_cfg, train_cfg)
+        models["learn"] = _entry(learn_scorer(learn, content_t), split, report["train_seconds"])
+        models["learn"]["best_epoch"] = report["best_epoch"]
+        learn_seconds = report["train_seconds"]
+    if "learn-dense" in wanted:  # the paper's loss: dense all-action, in-batch negatives
+        dense_cfg = replace(train_cfg, loss="dense", negatives="batch")
+        dense, report = train_offline(split, content, model_cfg, dense_cfg)
+        models["learn-dense"] = _entry(learn_scorer(dense, content_t), split, report["train_seconds"])
+    if "sasrec" in wanted:
+        sasrec_train = TrainConfig(batch_size=128, lr=2e-3, max_minutes=args.sasrec_minutes,
+                                   patience=train_cfg.patience)
+        sasrec, report = train_sasrec(split, SASRecConfig(), sasrec_train)
+        models["sasrec"] = _entry(sasrec_scorer(sasrec), split, report["train_seconds"])
+        models["sasrec"]["best_epoch"] = report["best_epoch"]
+    if "popularity" in wanted:
+        models["popularity"] = _entry(popularity_scorer(split), split)
+    if "content-mean" in wanted:
+        models["content-mean"] = _entry(content_mean_scorer(content), split)
+    if "content" in wanted:  # variant c: no item tower, content projected only
+        content_model, report = train_offline(
+            split, content, replace(model_cfg, item_tower="none"),
+            replace(train_cfg, max_minutes=args.content_minutes))
+        models["content"] = _entry(learn_scorer(content_model, content_t), split,
+                                   report["train_seconds"])
     if args.compare_encoder:
         other_id, other = _content(args.compare_encoder, ds.item_texts, args.cache)
         cfg_o, _ = default_configs(other.shape[1])

@@ -1,11 +1,19 @@
 """Offline training of the LEARN towers on a :class:`~trainer.data.Split`.
 
-Content embeddings are frozen and precomputed: ``content`` float32 [n_items, content_dim]. Each
-epoch every user with at least two training items is cut once at a random point: the items
-before it are the history (user tower), up to ``n_target`` items after it the targets (item
-tower); the loss pairs the last ``n_history`` history positions with every target (dense
-all-action) or the last position with the first target (``loss="last"``). Early stopping on
-the valid split's NDCG@10 (history masked); the best epoch's weights are kept.
+Content embeddings are frozen and precomputed: ``content`` float32 [n_items, content_dim].
+Losses (:class:`TrainConfig` ``loss``):
+
+- ``"next"`` (default): every history position against the next item, the whole catalogue
+  (each item encoded alone, as at serving time) as negatives, the user's own items masked;
+- ``"dense"`` (the paper's dense all-action loss): each epoch every user's training sequence
+  is cut once at a random point; the last ``n_history`` positions before the cut are paired
+  with every one of the ``n_target`` items after it; negatives are the other users' targets
+  in the batch (``negatives="batch"``, with a logQ correction) or the catalogue;
+- ``"last"``: the last history position against the first target, in-batch negatives.
+
+The default is the one the figures favour: on amazon-scientific the dense in-batch loss peaks
+after one epoch and then loses full-ranking recall (docs/MODEL.md). Early stopping on the
+valid split's NDCG@10 (history masked); the best epoch's weights are kept.
 """
 
 from __future__ import annotations
@@ -36,14 +44,16 @@ class TrainConfig:
     batch_size: int = 512
     lr: float = 1e-3
     weight_decay: float = 0.01
-    loss: Literal["dense", "last"] = "dense"
+    loss: Literal["dense", "next", "last"] = "next"
     n_history: int = 10
     n_target: int = 10
     temperature: float = 0.05
     recency: bool = False
     logq: bool = True
+    negatives: Literal["batch", "catalogue"] = "batch"
+    mask_history: bool = True
     patience: int = 5
-    max_minutes: float = 12.0
+    max_minutes: float = 10.0
     seed: int = 0
 
 
@@ -93,12 +103,33 @@ class _Batches:
             hist, tgt = [], []
             for u in order[start : start + self.cfg.batch_size]:
                 s = self.seqs[u]
+                if self.cfg.loss == "next":  # every position predicts the next item
+                    s = s[-(self.max_len + 1) :]
+                    hist.append(s[:-1])
+                    tgt.append(s[1:])
+                    continue
                 cut = int(rng.integers(1, len(s)))
                 hist.append(s[max(0, cut - self.max_len) : cut])
                 tgt.append(s[cut : cut + n_target])
             ids, mask = pad(hist)
             targets, _ = pad(tgt, fill=-1)
             yield ids, mask, targets
+
+
+def _next_item_loss(model, content, out, ids, mask, targets, cfg: TrainConfig) -> torch.Tensor:
+    """Every real history position ``i`` against the item at ``i + 1`` (``targets[:, i]``):
+    each (user, position) is one row of :func:`dense_all_action_loss` with H = T = 1 and the
+    whole catalogue as negatives; the user's sequence is masked from them."""
+    rows = mask.nonzero(as_tuple=True)  # (user, position) of every real position
+    user = F.normalize(out[rows], dim=-1)[:, None, :]  # [R, 1, out]
+    target_items = targets[rows][:, None]  # [R, 1]
+    item = model.item_tower(content[target_items[:, 0]])[:, None, :]
+    own = ids.masked_fill(~mask, -1)[rows[0]] if cfg.mask_history else None  # [R, L]
+    return dense_all_action_loss(
+        user, torch.ones_like(target_items, dtype=torch.bool), item, target_items, cfg.temperature,
+        negatives=model.item_tower(content), negative_items=torch.arange(len(content)),
+        masked_items=own,
+    )
 
 
 def _step_loss(
@@ -108,6 +139,8 @@ def _step_loss(
     ids, mask, targets = batch
     out = model.encode_sequence(content[ids])  # [B, L, out]
     lengths = mask.sum(1)
+    if cfg.loss == "next":
+        return _next_item_loss(model, content, out, ids, mask, targets, cfg)
     if cfg.loss == "last":
         user = F.normalize(out[torch.arange(len(ids)), lengths - 1], dim=-1)
         item = model.item_tower(content[targets[:, 0]])
@@ -118,8 +151,15 @@ def _step_loss(
     user = F.normalize(out.gather(1, pos.clamp(min=0)[..., None].expand(-1, -1, out.shape[-1])), dim=-1)
     item = model.item_sequence_tower(content[targets.clamp(min=0)])  # [B, T, out]
     weights = recency_weights(cfg.n_history)[None, :].expand_as(pos) if cfg.recency else None
+    masked = ids.masked_fill(~mask, -1) if cfg.mask_history else None
+    if cfg.negatives == "catalogue":
+        every = torch.arange(len(content))
+        return dense_all_action_loss(user, valid, item, targets, cfg.temperature, weights,
+                                     negatives=model.item_tower(content), negative_items=every,
+                                     masked_items=masked)
     log_q = log_pop[targets.clamp(min=0)] if cfg.logq else None
-    return dense_all_action_loss(user, valid, item, targets, cfg.temperature, weights, log_q)
+    return dense_all_action_loss(user, valid, item, targets, cfg.temperature, weights, log_q,
+                                 masked_items=masked)
 
 
 def fit(

@@ -29,6 +29,9 @@ def dense_all_action_loss(
     temperature: float = 0.05,
     history_weights: torch.Tensor | None = None,
     log_q: torch.Tensor | None = None,
+    negatives: torch.Tensor | None = None,
+    negative_items: torch.Tensor | None = None,
+    masked_items: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Dense all-action InfoNCE.
 
@@ -40,18 +43,32 @@ def dense_all_action_loss(
     per-position weights (e.g. :func:`recency_weights`); pairs are averaged with them.
     ``log_q`` [B, T] optional log sampling probability of each target (sampling-bias
     correction, Yi et al. 2019): subtracted from its logits, so that popular items, which are
-    in-batch negatives more often, are not pushed down for it. Returns a scalar.
+    in-batch negatives more often, are not pushed down for it. ``negatives`` [M, d] with
+    ``negative_items`` [M] replace the in-batch negatives (e.g. the whole catalogue, each item
+    encoded alone); items equal to one of the user's targets are masked there too.
+    ``masked_items`` [B, K] int64 (-1 padding): more items never used as a user's negatives,
+    typically the history (evaluation masks it, and an item tower that encodes an item alone
+    gives a one-item history exactly that item's vector). Returns a scalar.
     """
     b, t, d = target.shape
     flat_items = target_items.reshape(b * t)  # [B*T]
+    own = target_items if masked_items is None else torch.cat([target_items, masked_items], 1)
     logits = torch.einsum("bhd,kd->bhk", user, target.reshape(b * t, d)) / temperature
     if log_q is not None:
         logits = logits - log_q.reshape(1, 1, b * t)
-    owner = torch.arange(b, device=user.device).repeat_interleave(t)  # [B*T]
-    same_item = (flat_items[None, :, None] == target_items[:, None, :]).any(-1)  # [B, B*T]
-    negative = (owner[None, :] != torch.arange(b, device=user.device)[:, None]) & ~same_item
-    negative &= flat_items[None, :] >= 0
-    neg_lse = logits.masked_fill(~negative[:, None, :], -math.inf).logsumexp(-1)  # [B, H]
+    if negatives is None:
+        cand_items, neg_logits = flat_items, logits
+    else:
+        cand_items = negative_items
+        neg_logits = torch.einsum("bhd,md->bhm", user, negatives) / temperature
+    # owned[b, i + 1]: item i is one of user b's own (target or masked) items; column 0 stands
+    # for padding (-1), never a negative.
+    width = int(max(cand_items.max(), own.max())) + 2
+    owned = torch.zeros(b, width, dtype=torch.bool, device=user.device)
+    owned.scatter_(1, own + 1, True)
+    owned[:, 0] = True
+    negative = ~owned[:, cand_items + 1]  # [B, M]; a user's own targets are never negatives
+    neg_lse = neg_logits.masked_fill(~negative[:, None, :], -math.inf).logsumexp(-1)  # [B, H]
     positive = logits.view(b, -1, b, t).diagonal(dim1=0, dim2=2).permute(2, 0, 1)  # [B, H, T]
     # -log softmax of the positive against {itself} + negatives
     pair_loss = torch.logaddexp(positive, neg_lse[..., None]) - positive

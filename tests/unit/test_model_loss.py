@@ -113,3 +113,39 @@ def test_log_q_correction():
     only_user0 = torch.tensor([[1, 1], [0, 0], [0, 0], [0, 0]], dtype=torch.bool)
     args = (user, only_user0, target, items, TAU)
     assert dense_all_action_loss(*args, log_q=log_q) < dense_all_action_loss(*args)
+
+
+def test_explicit_negatives_replace_in_batch_ones():
+    torch.manual_seed(6)
+    user, target, items = _unit(2, 2, 8), _unit(2, 2, 8), torch.tensor([[0, 1], [2, -1]])
+    catalogue = _unit(4, 8)
+    valid = torch.ones(2, 2, dtype=torch.bool)
+    got = dense_all_action_loss(user, valid, target, items, TAU, negatives=catalogue,
+                                negative_items=torch.arange(4))
+    total, count = 0.0, 0
+    for b in range(2):
+        negs = [c for c in range(4) if c not in items[b].tolist()]
+        for h in range(2):
+            for t in range(2):
+                if items[b, t] < 0:
+                    continue
+                pos = user[b, h] @ target[b, t] / TAU
+                neg = catalogue[negs] @ user[b, h] / TAU
+                total += float(torch.logsumexp(torch.cat([pos[None], neg]), 0) - pos)
+                count += 1
+    assert got.item() == pytest.approx(total / count, rel=1e-5)
+
+
+def test_masked_items_are_not_negatives():
+    torch.manual_seed(7)
+    user, target = _unit(3, 1, 8), _unit(3, 1, 8)
+    items = torch.tensor([[0], [1], [2]])
+    valid = torch.ones(3, 1, dtype=torch.bool)
+    # Masking item 1 for user 0 and nothing else equals the brute force with item 1 removed.
+    masked = torch.tensor([[1, -1], [-1, -1], [-1, -1]])
+    got = dense_all_action_loss(user, valid, target, items, TAU, masked_items=masked)
+    logit = lambda b, c: user[b, 0] @ target[c, 0] / TAU  # noqa: E731
+    rows = [[0, 2], [1, 0, 2], [2, 0, 1]]  # positive first, then the negatives left
+    want = sum(torch.logsumexp(torch.stack([logit(b, c) for c in r]), 0) - logit(b, b)
+               for b, r in enumerate(rows)) / 3
+    assert got.item() == pytest.approx(float(want), rel=1e-5)

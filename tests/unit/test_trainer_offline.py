@@ -35,7 +35,8 @@ def _toy() -> SeqDataset:
 FAST = TrainConfig(epochs=2, batch_size=16, patience=1)
 
 
-@pytest.mark.parametrize("variant,loss", [("shared", "dense"), ("none", "dense"), ("itemwise", "last")])
+@pytest.mark.parametrize("variant,loss", [("shared", "dense"), ("none", "next"), ("itemwise", "last"),
+                                          ("shared", "next")])
 def test_train_offline_runs_and_reports(variant, loss):
     split = leave_one_out(_toy())
     content = np.random.default_rng(1).standard_normal((20, 12)).astype(np.float32)
