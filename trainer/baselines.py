@@ -23,7 +23,7 @@ from torch import nn
 from shared.model.towers import CausalBlock, causal_mask
 from trainer.data import Split
 from trainer.evaluate import Scorer
-from trainer.offline import TrainConfig, fit, pad
+from trainer.offline import TrainConfig, fit, length_batches, pad
 
 
 def popularity_scorer(split: Split) -> Scorer:
@@ -100,9 +100,8 @@ def train_sasrec(
     seqs = [s[-(cfg.max_len + 1) :] + 1 for s in split.train if len(s) >= 2]
 
     def epoch(rng: np.random.Generator):
-        order = rng.permutation(len(seqs))
-        for start in range(0, len(order), train_cfg.batch_size):
-            batch = [seqs[u] for u in order[start : start + train_cfg.batch_size]]
+        for users in length_batches([len(s) for s in seqs], train_cfg.batch_size, rng):
+            batch = [seqs[u] for u in users]
             inputs, _ = pad([s[:-1] for s in batch])
             labels, _ = pad([s[1:] for s in batch])
             yield inputs, labels

@@ -72,6 +72,21 @@ def pad(seqs: Sequence[np.ndarray], fill: int = 0) -> tuple[torch.Tensor, torch.
     return torch.from_numpy(ids), torch.arange(width)[None, :] < lengths[:, None]
 
 
+def length_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator,
+                   pool: int = 16) -> list[np.ndarray]:
+    """Shuffled batches of indices, each drawn from a pool of ``pool`` batches sorted by
+    length, so a batch pads to about its own length (sequences here are mostly short, the
+    longest 50). -> index arrays, in random order."""
+    order = rng.permutation(len(lengths))
+    lengths = np.asarray(lengths)
+    batches = []
+    for start in range(0, len(order), batch_size * pool):
+        chunk = order[start : start + batch_size * pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
 def learn_scorer(model: LearnModel, content: torch.Tensor, batch: int = 4096) -> Scorer:
     """Scores = user vectors (last ``max_len`` history items) x item-tower vectors of all items."""
     model.eval()
@@ -97,11 +112,10 @@ class _Batches:
 
     def epoch(self, rng: np.random.Generator):
         """Yields (history ids [B, L], history mask [B, L], target ids [B, T], -1 padded)."""
-        order = rng.permutation(len(self.seqs))
         n_target = self.cfg.n_target if self.cfg.loss == "dense" else 1
-        for start in range(0, len(order), self.cfg.batch_size):
+        for users in length_batches([len(s) for s in self.seqs], self.cfg.batch_size, rng):
             hist, tgt = [], []
-            for u in order[start : start + self.cfg.batch_size]:
+            for u in users:
                 s = self.seqs[u]
                 if self.cfg.loss == "next":  # every position predicts the next item
                     s = s[-(self.max_len + 1) :]

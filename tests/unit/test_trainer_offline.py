@@ -84,3 +84,13 @@ def test_train_offline_command(tmp_path):
     with torch.no_grad():
         want = model.item_tower(torch.from_numpy(x)).numpy()
     assert np.abs(sess.run(None, {"content": x})[0] - want).max() <= 1e-4
+
+
+def test_length_batches_cover_everything_once_with_little_padding():
+    from trainer.offline import length_batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 50, size=1000)
+    batches = length_batches(lengths, 32, rng)
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(1000))
+    assert np.mean([np.ptp(lengths[b]) for b in batches]) < 10  # vs ~45 unsorted
