@@ -85,6 +85,7 @@ def bench_training(settings: Settings, events: int, users: int, items: int) -> d
     started = time.perf_counter()
     loop = run(settings, max_idle_s=idle_s)
     elapsed = time.perf_counter() - started - idle_s
+    assert loop.trainer.trained == events, f"trained {loop.trainer.trained} of {events}"
     return {"events": loop.trainer.trained, "steps": loop.trainer.steps, "seconds": round(elapsed, 2),
             "trained_per_s": round(loop.trainer.trained / elapsed, 1)}
 
@@ -102,7 +103,7 @@ def bench_publish(settings: Settings, client, n_items: int, dim: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--users", type=int, default=3_000)
     parser.add_argument("--items", type=int, default=5_000)
     parser.add_argument("--content-dim", type=int, default=384, help="minilm's width")

@@ -186,10 +186,11 @@ def run(settings: Settings, max_idle_s: float | None = None) -> TrainerLoop:
     idle_since = time.monotonic()
     try:
         while not worker.stop_event.is_set():
-            if worker.run_once().polled:
-                idle_since = time.monotonic()
+            polled = worker.run_once().polled
             loop.tick()
-            if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
+            if polled:  # idle time counts from the end of the last batch's work, tick included
+                idle_since = time.monotonic()
+            elif max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
                 break
         loop.checkpoint()
     finally:
