@@ -25,6 +25,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=60.0, help="events published per second")
     parser.add_argument("--publish-every", type=float, default=20.0,
                         help="seconds between model versions published by the trainer")
+    parser.add_argument("--history", type=int, default=6000,
+                        help="synthetic interactions before the demo, for offline pre-training")
+    parser.add_argument("--pretrain-minutes", type=float, default=1.5,
+                        help="offline training on the history before the replay; 0 starts from the "
+                             "bootstrap version (content embedding projected) and a fresh trainer")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--report-dir", type=Path, default=Path("reports"))
     parser.add_argument("--keep-serving", action="store_true",
@@ -52,10 +57,11 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     ensure_services(settings, console)
     if args.data is None:
-        data = sources.synthetic(args.seed, args.interactions)
+        data = sources.synthetic(args.seed, args.interactions, args.history)
     else:
         data = sources.real(args.data, args.interactions)
     options = DemoOptions(rate=args.rate, publish_every_s=args.publish_every,
+                          pretrain_minutes=args.pretrain_minutes,
                           keep_serving=args.keep_serving, report_dir=args.report_dir)
     DemoRun(settings, data, options).run()
     return 0

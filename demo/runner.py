@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import heapq
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -37,6 +40,7 @@ from shared.topics import DEAD_LETTER, INTERACTIONS, ITEMS, topic_name
 class DemoOptions:
     rate: float = 60.0               # events published per second during the replay
     publish_every_s: float = 20.0    # the trainer's publishing cadence
+    pretrain_minutes: float = 1.5    # offline training on the history before the demo; 0 = none
     keep_serving: bool = False
     report_dir: Path = Path("reports")
     user_examples: int = 3
@@ -89,9 +93,37 @@ class DemoRun:
         self.new_items: set[str] = set()
 
     # ------------------------------------------------------------------ components
-    def _env(self) -> dict[str, str]:
+    def _pretrain(self) -> dict[str, str]:
+        """Train the first model offline on the history (``learnrec train offline``), as a real
+        deployment starts from one; returns the settings that make it the bootstrap version and
+        the online trainer's starting point."""
+        if self.options.pretrain_minutes <= 0 or not self.data.history:
+            return {}
+        log = self.folder / "history.jsonl"
+        with log.open("wb") as fh:
+            for event in [*self.data.catalogue, *self.data.history]:
+                fh.write(event.to_bytes() + b"\n")
+        self.console.print(f"pre-training offline on {len(self.data.history)} past interactions "
+                           f"(at most {self.options.pretrain_minutes} min)")
+        out = self.folder / "offline"
+        with self.console.status(f"training offline (log: {self.folder / 'offline.log'})"):
+            subprocess.run(
+                [sys.executable, "-m", "shared.cli", "train", "offline", "--data", str(log), "--out", str(out),
+                 "--max-minutes", str(self.options.pretrain_minutes)],
+                check=True, env={**os.environ, **self._env({})}, stdout=open(self.folder / "offline.log", "wb"),
+                stderr=subprocess.STDOUT,
+            )
+        (checkpoint,) = sorted((out / "checkpoints").glob("*.pt"))
+        version = out / checkpoint.stem
+        max_history = json.loads((version / "meta.json").read_text())["max_history"]
+        self.console.print(f"offline model {checkpoint.stem} ready")
+        return {"LEARNREC_BOOTSTRAP_MODEL": str(version.resolve()),
+                "LEARNREC_TRAINER_INIT": str(checkpoint.resolve()),
+                "LEARNREC_TRAINER_HISTORY_LEN": str(max_history)}
+
+    def _env(self, extra: dict[str, str]) -> dict[str, str]:
         s = self.settings
-        return {
+        return extra | {
             "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
             "REDIS_URL": s.redis_url,
             "LEARNREC_TOPIC_PREFIX": s.topic_prefix,
@@ -104,8 +136,8 @@ class DemoRun:
             "TOKENIZERS_PARALLELISM": "false",
         }
 
-    def _start_components(self) -> None:
-        env = self._env()
+    def _start_components(self, pretrained: dict[str, str]) -> None:
+        env = self._env(pretrained)
         logs = self.folder / "logs"
         for name, argv in (
             ("history-updater", ["stream", "history"]),
@@ -126,7 +158,7 @@ class DemoRun:
         watcher.start()
         client = ServingClient(f"http://127.0.0.1:{self.port}", self.metrics)
         try:
-            self._start_components()
+            self._start_components(self._pretrain())
             self._publish_catalogue(producer, watcher)
             self.fleet.wait_until(client.ready, 120, "the serving API to be ready")
             self._replay(producer, watcher, client)

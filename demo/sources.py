@@ -1,7 +1,8 @@
 """What the demo replays: an initial catalogue, then a time-ordered stream of events.
 
 Synthetic data by default (works on a fresh clone); ``--data PATH`` replays a real data set
-through the model's loaders. Items first clicked late in a real stream are held back and
+through the model's loaders. The interactions before the replayed window are the history the
+demo pre-trains its first model on. Items first clicked late in a real stream are held back and
 published just before their first interaction, so the demo shows cold start on real data too.
 """
 
@@ -16,9 +17,13 @@ from shared.schemas import InteractionEvent, ItemEvent
 
 @dataclass
 class DemoData:
+    """``catalogue`` is published first, then ``stream`` live; ``history`` is the interaction log
+    from before the demo (items of ``catalogue``), for offline pre-training."""
+
     name: str
     catalogue: list[ItemEvent]
     stream: list[ItemEvent | InteractionEvent]
+    history: list[InteractionEvent]
 
     @property
     def titles(self) -> dict[str, str]:
@@ -26,10 +31,23 @@ class DemoData:
         return {i.item_id: i.title for i in items}
 
 
-def synthetic(seed: int, interactions: int) -> DemoData:
-    config = SyntheticConfig(seed=seed, interactions=interactions)
+def synthetic(seed: int, interactions: int, history: int) -> DemoData:
+    """``history`` interactions over the initial catalogue happened before the demo; the next
+    ``interactions`` (and the new items among them) are replayed live."""
+    config = SyntheticConfig(seed=seed, interactions=history + interactions)
     catalogue, stream = generate(config)
-    return DemoData("synthetic", catalogue.items, [event for _, event in stream])
+    known = {item.item_id for item in catalogue.items}
+    past: list[InteractionEvent] = []
+    live: list[ItemEvent | InteractionEvent] = []
+    for _, event in stream:
+        if isinstance(event, InteractionEvent) and len(past) < history and event.item_id in known:
+            past.append(event)
+        elif len(past) >= history:
+            live.append(event)
+        elif isinstance(event, ItemEvent):  # arrived during the history: part of the catalogue
+            catalogue.items.append(event)
+            known.add(event.item_id)
+    return DemoData("synthetic", catalogue.items, live, past)
 
 
 def real(path: Path, max_interactions: int, catalogue_fraction: float = 0.3) -> DemoData:
@@ -39,7 +57,8 @@ def real(path: Path, max_interactions: int, catalogue_fraction: float = 0.3) -> 
     from trainer.replay import event_times, time_ordered
 
     dataset = load_dataset(path)
-    ordered = time_ordered(dataset, event_times(path, dataset))[-max_interactions:]
+    everything = time_ordered(dataset, event_times(path, dataset))
+    ordered = everything[-max_interactions:]
     first_seen: dict[int, int] = {}
     for position, event in enumerate(ordered):
         first_seen.setdefault(event.item, position)
@@ -58,7 +77,13 @@ def real(path: Path, max_interactions: int, catalogue_fraction: float = 0.3) -> 
         stream.append(InteractionEvent(event_id=f"{dataset.name}-{position}", user_id=event.user,
                                        item_id=dataset.item_ids[event.item], action="click",
                                        timestamp=event.time))
-    return DemoData(dataset.name, catalogue, stream)
+    past = [
+        InteractionEvent(event_id=f"{dataset.name}-past-{n}", user_id=event.user,
+                         item_id=dataset.item_ids[event.item], action="click", timestamp=event.time)
+        for n, event in enumerate(everything[: len(everything) - len(ordered)])
+        if event.item not in late
+    ]
+    return DemoData(dataset.name, catalogue, stream, past)
 
 
 def _fields_of(text: str) -> dict[str, str]:

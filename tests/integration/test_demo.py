@@ -20,7 +20,7 @@ def test_short_demo_runs_end_to_end_and_writes_the_report(kafka_bootstrap, redis
            "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "shared.cli", "demo", "--interactions", "600", "--rate", "120",
-         "--publish-every", "4", "--report-dir", str(tmp_path)],
+         "--history", "1500", "--pretrain-minutes", "0.3", "--publish-every", "4", "--report-dir", str(tmp_path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=420,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -34,5 +34,6 @@ def test_short_demo_runs_end_to_end_and_writes_the_report(kafka_bootstrap, redis
     assert summary["serving_latency_ms"]["errors"] == 0
     assert summary["prequential_recall@10"]["scored"] > 500
     assert len(summary["model_versions"]) >= 2, "the trainer published at least one version after bootstrap"
+    assert (run_dir / "offline").is_dir(), "the first model was pre-trained offline on the history"
     html = (run_dir / "report.html").read_text()
     assert "<img src='prequential.png'" in html and "Recommendations" in html
