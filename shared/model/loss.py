@@ -51,25 +51,22 @@ def dense_all_action_loss(
     gives a one-item history exactly that item's vector). Returns a scalar.
     """
     b, t, d = target.shape
-    flat_items = target_items.reshape(b * t)  # [B*T]
     own = target_items if masked_items is None else torch.cat([target_items, masked_items], 1)
-    logits = torch.einsum("bhd,kd->bhk", user, target.reshape(b * t, d)) / temperature
-    if log_q is not None:
-        logits = logits - log_q.reshape(1, 1, b * t)
     if negatives is None:
-        cand_items, neg_logits = flat_items, logits
+        logits = torch.einsum("bhd,kd->bhk", user, target.reshape(b * t, d)) / temperature  # [B, H, B*T]
+        if log_q is not None:
+            logits = logits - log_q.reshape(1, 1, b * t)
+        cand_items, neg_logits = target_items.reshape(b * t), logits
+        positive = logits.view(b, -1, b, t).diagonal(dim1=0, dim2=2).permute(2, 0, 1)  # [B, H, T]
     else:
+        # only a user's own targets are positives: no [B, H, B*T] product
+        positive = torch.einsum("bhd,btd->bht", user, target) / temperature
+        if log_q is not None:
+            positive = positive - log_q[:, None, :]
         cand_items = negative_items
         neg_logits = torch.einsum("bhd,md->bhm", user, negatives) / temperature
-    # owned[b, i + 1]: item i is one of user b's own (target or masked) items; column 0 stands
-    # for padding (-1), never a negative.
-    width = int(max(cand_items.max(), own.max())) + 2
-    owned = torch.zeros(b, width, dtype=torch.bool, device=user.device)
-    owned.scatter_(1, own + 1, True)
-    owned[:, 0] = True
-    negative = ~owned[:, cand_items + 1]  # [B, M]; a user's own targets are never negatives
+    negative = _not_owned(own, cand_items)  # [B, M]
     neg_lse = neg_logits.masked_fill(~negative[:, None, :], -math.inf).logsumexp(-1)  # [B, H]
-    positive = logits.view(b, -1, b, t).diagonal(dim1=0, dim2=2).permute(2, 0, 1)  # [B, H, T]
     # -log softmax of the positive against {itself} + negatives
     pair_loss = torch.logaddexp(positive, neg_lse[..., None]) - positive
     weight = user_valid.float()
@@ -77,6 +74,18 @@ def dense_all_action_loss(
         weight = weight * history_weights
     pair_weight = weight[..., None] * (target_items >= 0)[:, None, :].float()  # [B, H, T]
     return (pair_loss * pair_weight).sum() / pair_weight.sum().clamp(min=1e-12)
+
+
+def _not_owned(own: torch.Tensor, cand_items: torch.Tensor) -> torch.Tensor:
+    """``own`` [B, K] item ids (-1 padding), ``cand_items`` [M] (-1 padding) -> bool [B, M]:
+    candidate ``m`` is a real item that is none of user ``b``'s own items. The ids are first
+    renumbered over the candidates and own items alone, so the work does not grow with the
+    largest item id (the catalogue size)."""
+    m = cand_items.shape[0]
+    _, index = torch.unique(torch.cat([cand_items, own.reshape(-1)]), return_inverse=True)
+    owned = torch.zeros(own.shape[0], int(index.max()) + 1, dtype=torch.bool, device=own.device)
+    owned.scatter_(1, index[m:].view(own.shape), True)
+    return ~owned[:, index[:m]] & (cand_items >= 0)[None, :]
 
 
 def last_position_loss(
