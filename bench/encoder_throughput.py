@@ -69,16 +69,20 @@ def _timed(fn, texts):
 
 def bench(name: str, texts: list[str], device: str, batch_size: int, max_tokens: int) -> dict:
     ours = ContentEncoder(name, max_tokens=max_tokens, device=device, batch_size=batch_size)
-    st = _sentence_transformer(resolve_encoder(name), max_tokens, device)
     a, ours_ips = _timed(ours.encode, texts)
+    entry = {"encoder": ours.model_id, "content_dim": ours.content_dim,
+             "ours_items_per_s": round(ours_ips, 1)}
+    del ours
+    try:
+        st = _sentence_transformer(resolve_encoder(name), max_tokens, device)
+    except Exception as err:  # noqa: BLE001 -- recorded in the result: ST cannot load it
+        return {**entry, "sentence_transformers_error": f"{type(err).__name__}: {err}"}
     b, st_ips = _timed(
         lambda t: st.encode(t, batch_size=batch_size, convert_to_numpy=True).astype(np.float32), texts
     )
     gap = float(np.max(1.0 - np.sum(a * b, axis=1)))
     return {
-        "encoder": ours.model_id,
-        "content_dim": ours.content_dim,
-        "ours_items_per_s": round(ours_ips, 1),
+        **entry,
         "sentence_transformers_items_per_s": round(st_ips, 1),
         "ratio": round(ours_ips / st_ips, 3),
         "max_cosine_gap": gap,
