@@ -187,14 +187,15 @@ class OnlineTrainer:
         other examples' targets when 0. A user's own history items are never its negatives.
         """
         hist, tgt = batch.content(self.content)  # [B, H, D], [B, T, D]
-        out = self.model.encode_sequence(hist)  # [B, H, out]
+        lengths = batch.history_mask.sum(dim=1)  # [B]
+        out = self.model.encode_by_length(hist, lengths)  # [B, H, out]
         # Pair only the last ``history_positions`` real history positions with the targets.
         n = min(self.cfg.history_positions, hist.shape[1])
-        position = batch.history_mask.sum(dim=1, keepdim=True) - n + torch.arange(n)[None, :]  # [B, n]
+        position = lengths[:, None] - n + torch.arange(n)[None, :]  # [B, n]
         user_valid = position >= 0
         index = position.clamp(min=0)[..., None].expand(-1, -1, out.shape[-1])
         user = F.normalize(out.gather(1, index), dim=-1)  # [B, n, out]
-        target = self.model.item_sequence_tower(tgt)  # [B, T, out]
+        target = self.model.item_sequence_tower(tgt, batch.target_mask.sum(dim=1))  # [B, T, out]
         target_items = batch.targets.masked_fill(~batch.target_mask, -1)
         negatives = negative_items = None
         if self.cfg.negatives:

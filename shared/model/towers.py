@@ -117,6 +117,24 @@ class LearnModel(nn.Module):
             x = block(x, causal)
         return self.projection(self.norm(x))
 
+    def encode_by_length(self, content: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """:meth:`encode_sequence` over right-padded rows, run in groups of similar length.
+
+        ``content`` [B, L, D], ``lengths`` int64 [B] (real items per row) -> [B, L, out]. A row
+        of length ``n`` runs padded to the next power of two (at most ``L``) instead of ``L``,
+        so short rows cost little; the outputs at real positions are those of
+        :meth:`encode_sequence` (causal attention keeps padding out of them), the rest are 0.
+        """
+        b, n, _ = content.shape
+        width = torch.pow(2, torch.log2(lengths.clamp(min=1).float()).ceil()).long().clamp(max=n)  # [B]
+        parts, order = [], []
+        for w in width.unique().tolist():
+            rows = (width == w).nonzero().squeeze(1)
+            parts.append(F.pad(self.encode_sequence(content[rows, :w]), (0, 0, 0, n - w)))
+            order.append(rows)
+        out = torch.cat(parts)[torch.argsort(torch.cat(order))]  # rows back in batch order
+        return out * (torch.arange(n, device=content.device)[None, :] < lengths[:, None])[..., None]
+
     def user_tower(self, content: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """User vectors. ``content`` [B, L, D] float32, ``mask`` [B, L] (bool or 0/1, right
         padded, at least one real item per row) -> [B, out] L2-normalised, at the last real
@@ -132,10 +150,12 @@ class LearnModel(nn.Module):
             return F.normalize(self.item_projection(content), dim=-1)
         return F.normalize(self.encode_sequence(content.unsqueeze(1)).squeeze(1), dim=-1)
 
-    def item_sequence_tower(self, content: torch.Tensor) -> torch.Tensor:
+    def item_sequence_tower(self, content: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Training-time item vectors for a target sequence. ``content`` [B, T, D] ->
-        [B, T, out] normalised: causal over the sequence for ``"shared"``, per item otherwise."""
+        [B, T, out] normalised: causal over the sequence for ``"shared"``, per item otherwise.
+        ``lengths`` [B] (optional, right padding): run by length (:meth:`encode_by_length`)."""
         if self.config.item_tower == "shared":
-            return F.normalize(self.encode_sequence(content), dim=-1)
+            out = self.encode_sequence(content) if lengths is None else self.encode_by_length(content, lengths)
+            return F.normalize(out, dim=-1)
         b, t, d = content.shape
         return self.item_tower(content.reshape(b * t, d)).view(b, t, -1)

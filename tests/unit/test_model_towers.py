@@ -68,3 +68,12 @@ def test_checkpoint_round_trip(tmp_path):
     x = torch.randn(2, 12)
     assert torch.equal(loaded.item_tower(x), model.item_tower(x))
     assert not list(tmp_path.joinpath("sub").glob("*.tmp"))
+
+
+def test_encode_by_length_matches_encode_sequence_at_real_positions():
+    model = _model()
+    x, lengths = torch.randn(7, 6, 12), torch.tensor([1, 6, 2, 3, 5, 1, 4])
+    real = torch.arange(6)[None, :] < lengths[:, None]
+    grouped = model.encode_by_length(x, lengths)
+    assert torch.allclose(grouped[real], model.encode_sequence(x)[real], atol=1e-5)
+    assert not grouped[~real].any()
