@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -51,7 +52,12 @@ def ensure_services(settings: Settings, console: Console) -> None:
     LocalServices(settings).up()
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through DemoRun.run, which stops every component
+
+
 def run(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     console = Console()
     settings = get_settings()

@@ -35,6 +35,7 @@ class UserExample:
 class DemoMetrics:
     started: float = field(default_factory=time.monotonic)
     items_published: int = 0
+    interactions_published_before: int = 0  # the history, published before the live stream
     interactions_published: int = 0
     malformed_published: int = 0
     dead_letters: int = 0
@@ -73,6 +74,7 @@ class DemoMetrics:
         return {
             "seconds": round(self.elapsed(), 1),
             "items_published": self.items_published,
+            "history_interactions_published": self.interactions_published_before,
             "interactions_published": self.interactions_published,
             "malformed_published": self.malformed_published,
             "dead_letters": self.dead_letters,

@@ -18,6 +18,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -33,7 +34,14 @@ from shared.kafka_io import ensure_topics, make_producer
 from shared.redis_client import make_redis
 from shared.redis_keys import RedisKeys
 from shared.schemas import InteractionEvent, ItemEvent
-from shared.topics import DEAD_LETTER, INTERACTIONS, ITEMS, topic_name
+from shared.topics import (
+    DEAD_LETTER,
+    GROUP_HISTORY_UPDATER,
+    INTERACTIONS,
+    ITEMS,
+    group_name,
+    topic_name,
+)
 
 
 @dataclass(frozen=True)
@@ -160,6 +168,7 @@ class DemoRun:
         try:
             self._start_components(self._pretrain())
             self._publish_catalogue(producer, watcher)
+            self._publish_history(producer)
             self.fleet.wait_until(client.ready, 120, "the serving API to be ready")
             self._replay(producer, watcher, client)
             self._collect_user_examples(client, watcher)
@@ -204,10 +213,44 @@ class DemoRun:
         # Freshness counts only items arriving during the live stream, not the initial bulk load.
         self.metrics.freshness_ms.clear()
 
+    def _publish_history(self, producer) -> None:
+        """The interactions from before the demo go through Kafka too, so the history updater has
+        every user's recent history and the trainer keeps learning from them; wait until the
+        history updater has applied them all."""
+        if not self.data.history:
+            return
+        topic = topic_name(self.settings, INTERACTIONS)
+        for event in self.data.history:
+            producer.send(topic, key=event.key, value=event.to_bytes())
+        producer.flush()
+        self.metrics.interactions_published_before = len(self.data.history)
+        # A consumer that names the group but never subscribes only reads its committed offsets.
+        reader = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                               group_id=group_name(self.settings, GROUP_HISTORY_UPDATER),
+                               enable_auto_commit=False)
+        try:
+            partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or []]
+            ends = reader.end_offsets(partitions)
+            total = sum(ends.values())
+            with Progress(TextColumn("applying the history"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=self.console) as progress:
+                task = progress.add_task("history", total=total)
+
+                def applied() -> bool:
+                    done = sum(min(reader.committed(tp) or 0, ends[tp]) for tp in partitions)
+                    progress.update(task, completed=done)
+                    return done >= total
+
+                self.fleet.wait_until(applied, 600, "the history updater to apply the history")
+        finally:
+            reader.close()
+
     def _replay(self, producer, watcher: AnnouncementWatcher, client: ServingClient) -> None:
-        counts: Counter[str] = Counter()
+        counts: Counter[str] = Counter(event.item_id for event in self.data.history)
         last_click: dict[str, str] = {}
         clicks_of: dict[str, list[str]] = defaultdict(list)
+        for event in self.data.history:
+            clicks_of[event.user_id].append(event.item_id)
         published_at: dict[str, float] = {}
         total = len(self.data.catalogue) + len(self.data.stream)
         interval = 1.0 / self.options.rate
