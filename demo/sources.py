@@ -8,6 +8,7 @@ published just before their first interaction, so the demo shows cold start on r
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,20 +51,30 @@ def synthetic(seed: int, interactions: int, history: int) -> DemoData:
     return DemoData("synthetic", catalogue.items, live, past)
 
 
-def real(path: Path, max_interactions: int, catalogue_fraction: float = 0.3) -> DemoData:
-    """A real data set in time order (as :mod:`trainer.replay` orders it), cut to its last
-    ``max_interactions`` events."""
+def real(path: Path, max_interactions: int, cold_fraction: float = 0.05, seed: int = 0) -> DemoData:
+    """A real data set in time order (as :mod:`trainer.replay` orders it): its last
+    ``max_interactions`` events are replayed live, everything before is the history.
+
+    New items arrive just before their first interaction in the live window: those first
+    interacted with there, plus (as in the cold-start split) a seeded ``cold_fraction`` of the
+    catalogue drawn from the window's items, whose earlier interactions are left out of the
+    history. Data without real time (amazon-scientific) has few of the first kind."""
     from trainer.data import load_dataset
     from trainer.replay import event_times, time_ordered
 
     dataset = load_dataset(path)
     everything = time_ordered(dataset, event_times(path, dataset))
-    ordered = everything[-max_interactions:]
+    window_start = max(0, len(everything) - max_interactions)
     first_seen: dict[int, int] = {}
-    for position, event in enumerate(ordered):
+    for position, event in enumerate(everything):
         first_seen.setdefault(event.item, position)
-    cutoff = int(len(ordered) * catalogue_fraction)
-    late = {item for item, position in first_seen.items() if position >= cutoff}
+    late = {item for item, position in first_seen.items() if position >= window_start}
+    in_window = sorted({event.item for event in everything[window_start:]} - late)
+    rng = random.Random(seed)
+    late |= set(rng.sample(in_window, min(len(in_window), int(cold_fraction * dataset.n_items))))
+    first_seen = {}
+    for position, event in enumerate(everything[window_start:], start=window_start):
+        first_seen.setdefault(event.item, position)
 
     def item_event(index: int, timestamp: float) -> ItemEvent:
         return ItemEvent(item_id=dataset.item_ids[index], timestamp=timestamp,
@@ -71,16 +82,16 @@ def real(path: Path, max_interactions: int, catalogue_fraction: float = 0.3) -> 
 
     catalogue = [item_event(i, 0.0) for i in range(dataset.n_items) if i not in late]
     stream: list[ItemEvent | InteractionEvent] = []
-    for position, event in enumerate(ordered):
+    for position, event in enumerate(everything[window_start:], start=window_start):
         if event.item in late and first_seen[event.item] == position:
             stream.append(item_event(event.item, event.time))
         stream.append(InteractionEvent(event_id=f"{dataset.name}-{position}", user_id=event.user,
                                        item_id=dataset.item_ids[event.item], action="click",
                                        timestamp=event.time))
     past = [
-        InteractionEvent(event_id=f"{dataset.name}-past-{n}", user_id=event.user,
+        InteractionEvent(event_id=f"{dataset.name}-{position}", user_id=event.user,
                          item_id=dataset.item_ids[event.item], action="click", timestamp=event.time)
-        for n, event in enumerate(everything[: len(everything) - len(ordered)])
+        for position, event in enumerate(everything[:window_start])
         if event.item not in late
     ]
     return DemoData(dataset.name, catalogue, stream, past)
