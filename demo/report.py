@@ -78,7 +78,8 @@ def write_report(metrics: DemoMetrics, folder: Path, title: str) -> Path:
         lines += ["| item | title | announced after | recommended to | rank | seconds after publish |",
                   "|---|---|---|---|---|---|"]
         for ex in metrics.cold_starts[:15]:
-            lines.append(f"| {ex.item_id} | {ex.title} | {ex.announced_ms:.0f} ms | {ex.user_id} | "
+            title = ex.title.replace("|", "/")  # a pipe would split the table cell
+            lines.append(f"| {ex.item_id} | {title} | {ex.announced_ms:.0f} ms | {ex.user_id} | "
                          f"{ex.rank} | {ex.seconds_after_publish:.2f} |")
     else:
         lines.append("(none in this run)")
