@@ -110,7 +110,9 @@ class Settings(BaseSettings):
     # Negatives per step: this many items drawn uniformly from every known item (their item
     # vectors computed in the step); 0 uses the other examples' targets (in-batch) instead.
     trainer_negatives: int = Field(default=1024, ge=0)
-    trainer_threads: int = Field(default=2, ge=1)
+    # Intra-op threads: 1 by default (two threads on two cores shared with other busy processes
+    # ran 7-8x slower than one; see docs/TRAINER.md).
+    trainer_threads: int = Field(default=1, ge=1)
     # Item tower of a model started from scratch (LEARN variants: shared, itemwise, none).
     trainer_item_tower: str = "shared"
     trainer_seed: int = 0

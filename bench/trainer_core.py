@@ -1,0 +1,79 @@
+"""Training-core throughput: ``OnlineTrainer.add`` alone (no Kafka, no Redis).
+
+``python -m bench.trainer_core [--threads 1 2]`` feeds a synthetic stream (``--users`` users,
+Zipf-popular items with random unit ``--content-dim`` content) to the trainer with the default
+settings: ``--warmup`` events first (untimed), then ``--events`` timed. Pin it to cores with
+``taskset -c 0,1`` for the 2-core figure. Prints JSON (and writes it with ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shared.config import Settings
+from shared.schemas import InteractionEvent
+from trainer.content import ContentTable
+from trainer.online import OnlineTrainer, TrainConfig
+
+
+def synthetic_events(n: int, users: int, items: int, seed: int = 1) -> list[InteractionEvent]:
+    """``n`` events: uniform users, Zipf(0.8)-popular items ``i0..i{items-1}``."""
+    rng = np.random.default_rng(seed)
+    popularity = 1.0 / np.arange(1, items + 1) ** 0.8
+    chosen = rng.choice(items, size=n, p=popularity / popularity.sum())
+    who = rng.integers(0, users, size=n)
+    return [InteractionEvent(event_id=f"b{k}", user_id=f"u{who[k]}", item_id=f"i{chosen[k]}") for k in range(n)]
+
+
+def bench(threads: int, events: int, warmup: int, users: int, items: int, dim: int, chunk: int = 500) -> dict:
+    """Trained events per second of one fresh trainer over ``events`` after ``warmup``."""
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((items, dim)).astype(np.float32)
+    content = ContentTable(dim)
+    content.update([f"i{k}" for k in range(items)], vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    trainer = OnlineTrainer.from_scratch(content, TrainConfig.from_settings(Settings()), "bench-random")
+    stream = synthetic_events(warmup + events, users, items)
+    for start in range(0, warmup, chunk):
+        trainer.add(stream[start : min(start + chunk, warmup)])
+    trainer.flush()
+    steps, started = trainer.steps, time.perf_counter()
+    for start in range(warmup, warmup + events, chunk):
+        trainer.add(stream[start : min(start + chunk, warmup + events)])
+    trainer.flush()
+    seconds = time.perf_counter() - started
+    return {"torch_threads": threads, "events": events, "seconds": round(seconds, 2),
+            "trained_per_s": round(events / seconds, 1), "steps": trainer.steps - steps}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--events", type=int, default=9_000)
+    parser.add_argument("--warmup", type=int, default=3_000)
+    parser.add_argument("--users", type=int, default=3_000)
+    parser.add_argument("--items", type=int, default=5_000)
+    parser.add_argument("--content-dim", type=int, default=384)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    runs = [bench(t, args.events, args.warmup, args.users, args.items, args.content_dim)
+            for _ in range(args.repeats) for t in args.threads]
+    result = {"runs": runs, "machine": {"cpus": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
+                                       "torch": torch.__version__,
+                                       "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}}
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
