@@ -171,6 +171,7 @@ class DemoRun:
             self._publish_history(producer)
             self.fleet.wait_until(client.ready, 120, "the serving API to be ready")
             self._replay(producer, watcher, client)
+            self._await_learned_version(watcher)
             self._collect_user_examples(client, watcher)
             self.metrics.dead_letters = self._count_dead_letters()
         finally:
@@ -294,6 +295,19 @@ class DemoRun:
         finally:
             if live:
                 live.stop()
+
+    def _await_learned_version(self, watcher: AnnouncementWatcher, timeout_s: float = 180.0) -> None:
+        """Wait (bounded) until the trainer has published a version learned from the live stream,
+        so that every run shows the model changing under the running system."""
+        first = self.metrics.versions[0][1] if self.metrics.versions else None
+        started = time.monotonic()
+        with self.console.status("waiting for the trainer to publish a version learned from the stream"):
+            while time.monotonic() - started < timeout_s:
+                if watcher.current_version not in (None, first):
+                    return
+                self.fleet.check()
+                time.sleep(0.5)
+        self.console.print(f"[yellow]no new model version within {timeout_s:.0f}s; see logs/trainer.log[/]")
 
     def _publish_malformed(self, producer) -> None:
         """Two bad events mid-stream: they must land in the dead-letter topic, nothing stops."""
