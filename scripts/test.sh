@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 VENV="${LEARNREC_VENV:-$HOME/.cache/learnrec/venv}"
 scripts/setup.sh
 if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ] || [ -z "${REDIS_URL:-}" ]; then
-  eval "$("$VENV/bin/learnrec" services up)"
+  env_lines="$("$VENV/bin/learnrec" services up)"
+  eval "$(grep '^export ' <<<"$env_lines")"
 fi
 echo "Kafka at $KAFKA_BOOTSTRAP_SERVERS, Redis at $REDIS_URL"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"

@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -167,7 +168,7 @@ class LocalServices:
         (self.kafka_home / "pom.xml").write_text(
             _POM.replace("@KAFKA@", self.settings.kafka_version).replace("@LOG4J@", LOG4J_VERSION)
         )
-        print(f"fetching Apache Kafka {self.settings.kafka_version} jars with Maven (once)...", flush=True)
+        print(f"fetching Apache Kafka {self.settings.kafka_version} jars with Maven (once)...", file=sys.stderr, flush=True)
         result = subprocess.run(
             [mvn, "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={jars}",
              "-DincludeScope=runtime"],
@@ -235,10 +236,11 @@ def _alive(pid: int) -> bool:
 def _install_redis() -> str:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise ServiceError("redis-server is not installed; install Debian's redis-server package")
-    print("installing redis-server with apt-get...", flush=True)
+    print("installing redis-server with apt-get...", file=sys.stderr, flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=env)
+    # apt's output goes to stderr: stdout carries only the `export` lines that callers eval.
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, stdout=sys.stderr)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=env, stdout=sys.stderr)
     binary = shutil.which("redis-server")
     if binary is None:
         raise ServiceError("apt-get installed redis-server but it is not on PATH")
