@@ -67,22 +67,35 @@ def _timed(fn, texts):
     return out, len(texts) / (time.perf_counter() - start)
 
 
-def bench(name: str, texts: list[str], device: str, batch_size: int, max_tokens: int) -> dict:
+def bench(name: str, texts: list[str], device: str, batch_size: int, max_tokens: int,
+          rounds: int = 3) -> dict:
+    """Both pipelines loaded side by side and timed in alternation, ``rounds`` times each, so
+    neither profits from the other's warm caches or suffers the machine's noise alone;
+    medians reported."""
     ours = ContentEncoder(name, max_tokens=max_tokens, device=device, batch_size=batch_size)
-    a, ours_ips = _timed(ours.encode, texts)
-    entry = {"encoder": ours.model_id, "content_dim": ours.content_dim,
-             "ours_items_per_s": round(ours_ips, 1)}
-    del ours
+    entry = {"encoder": ours.model_id, "content_dim": ours.content_dim}
     try:
         st = _sentence_transformer(resolve_encoder(name), max_tokens, device)
     except Exception as err:  # noqa: BLE001 -- recorded in the result: ST cannot load it
-        return {**entry, "sentence_transformers_error": f"{type(err).__name__}: {err}"}
-    b, st_ips = _timed(
-        lambda t: st.encode(t, batch_size=batch_size, convert_to_numpy=True).astype(np.float32), texts
-    )
+        _, ours_ips = _timed(ours.encode, texts)
+        return {**entry, "ours_items_per_s": round(ours_ips, 1),
+                "sentence_transformers_error": f"{type(err).__name__}: {err}"}
+
+    def st_encode(t: list[str]) -> np.ndarray:
+        return st.encode(t, batch_size=batch_size, convert_to_numpy=True).astype(np.float32)
+
+    ours_runs, st_runs = [], []
+    for _ in range(rounds):
+        a, ips = _timed(ours.encode, texts)
+        ours_runs.append(ips)
+        b, ips = _timed(st_encode, texts)
+        st_runs.append(ips)
+    ours_ips, st_ips = float(np.median(ours_runs)), float(np.median(st_runs))
     gap = float(np.max(1.0 - np.sum(a * b, axis=1)))
     return {
         **entry,
+        "rounds": rounds,
+        "ours_items_per_s": round(ours_ips, 1),
         "sentence_transformers_items_per_s": round(st_ips, 1),
         "ratio": round(ours_ips / st_ips, 3),
         "max_cosine_gap": gap,
