@@ -18,52 +18,21 @@ checkpoint, never a torn one.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from shared.model.checkpoint import FORMAT
-from shared.model.towers import LearnConfig, LearnModel
+from shared.model import checkpoint
+from shared.model.towers import LearnModel
 
 
 def save(path: Path, model: LearnModel, extra: dict[str, Any]) -> None:
     """Write ``model`` (config + weights) and ``extra`` to ``path`` atomically and durably."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "format": FORMAT,
-        "config": model.config.to_dict(),
-        "state_dict": model.state_dict(),
-        "extra": extra,
-    }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    checkpoint.save(path, model, extra)
 
 
 def load(path: Path) -> tuple[LearnModel, dict[str, Any]]:
-    """The model (train mode is left to the caller) and ``extra`` of a checkpoint file."""
-    state = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if state.get("format") != FORMAT:
-        raise ValueError(f"{path}: unsupported checkpoint format {state.get('format')!r}")
-    model = LearnModel(LearnConfig(**state["config"]))
-    model.load_state_dict(state["state_dict"])
-    return model, state.get("extra", {})
+    """The model (eval mode; the trainer switches it to train) and ``extra`` of a checkpoint."""
+    return checkpoint.load(path)
 
 
 def offset_key(topic: str, partition: int) -> str:

@@ -20,7 +20,8 @@ FORMAT = 1
 
 
 def save(path: str | os.PathLike, model: LearnModel, extra: dict[str, Any] | None = None) -> Path:
-    """Write atomically (temp file + rename): a crash never leaves a half-written checkpoint."""
+    """Write atomically and durably (temp file, fsync, rename, fsync of the folder): a crash,
+    kill -9 included, leaves the old or the new checkpoint, never a torn one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
@@ -33,10 +34,17 @@ def save(path: str | os.PathLike, model: LearnModel, extra: dict[str, Any] | Non
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
     return path
 
 
