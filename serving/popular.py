@@ -1,8 +1,8 @@
 """Popular items, the answer for users without a usable history.
 
 The history updater counts interactions in ``{p}:popular:{bucket}`` zsets, one per
-``popularity_bucket_s`` seconds. A background thread merges the newest
-``popularity_window_buckets`` of them every ``serving_popular_refresh_s`` seconds into an
+``popularity_bucket_s`` seconds. A background thread merges the ``popularity_window_buckets``
+of them that end at the stream's clock every ``serving_popular_refresh_s`` seconds into an
 in-process ranking, so requests never wait on it. Each bucket contributes its top
 :data:`PER_BUCKET` items: an approximation of the window's top items that keeps the refresh cost
 bounded however large the catalogue.
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import Counter
 from collections.abc import Collection
 
 import redis
 
 from shared.config import Settings
+from shared.popularity import bucket_of, window_end
 from shared.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,10 @@ class PopularItems:
         return [pair for pair in ranking if pair[0] not in exclude][:k]
 
     def refresh(self, now: float | None = None) -> None:
-        """Re-read the newest buckets from Redis."""
-        bucket = int((time.time() if now is None else now) // self._settings.popularity_bucket_s)
+        """Re-read the window's buckets from Redis (ending at the stream's clock by default, see
+        :mod:`shared.popularity`)."""
+        bucket_s = self._settings.popularity_bucket_s
+        bucket = window_end(self._redis, self._keys, bucket_s) if now is None else bucket_of(now, bucket_s)
         pipe = self._redis.pipeline(transaction=False)
         for b in range(bucket - self._settings.popularity_window_buckets + 1, bucket + 1):
             pipe.zrange(self._keys.popular(b), 0, PER_BUCKET - 1, desc=True, withscores=True)

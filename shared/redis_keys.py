@@ -19,6 +19,7 @@ key                                 type       holds
 ``{p}:history:{user_id}``           list       the user's recent item ids, oldest first, bounded
 ``{p}:event-seen:{event_id}``       string     de-duplication marker for interaction events
 ``{p}:popular:{bucket}``            zset       item_id -> interaction count in one time bucket
+``{p}:popular-clock``               zset       member ``latest``: the newest bucket counted
 ``{p}:model:lock:{version}``        string     held by the process publishing ``version``
 ==================================  =========  ===================================================
 """
@@ -72,6 +73,9 @@ class RedisKeys:
 
     def popular(self, bucket: int) -> str:
         return f"{self.prefix}:popular:{bucket}"
+
+    def popular_clock(self) -> str:
+        return f"{self.prefix}:popular-clock"
 
     def model_lock(self, version: str) -> str:
         return f"{self.prefix}:model:lock:{version}"

@@ -30,21 +30,25 @@ log = logging.getLogger(__name__)
 
 INTERACTIONS = Counter("learnrec_interactions_total", "Interactions handled by the history updater", ["outcome"])
 
-# KEYS: per event (seen marker, history list, popularity bucket). ARGV: dedup ttl, history
-# length, popularity ttl, then the item id of each event. Returns the number applied.
+# KEYS: per event (seen marker, history list, popularity bucket), then the popularity clock.
+# ARGV: dedup ttl, history length, popularity ttl, the batch's newest bucket, then the item id
+# of each event. Returns the number applied. ZADD GT moves the clock forward only.
 _APPLY_BATCH = """
 local ttl, length, pop_ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local applied = 0
-for i = 1, #KEYS / 3 do
+for i = 1, (#KEYS - 1) / 3 do
   local base = (i - 1) * 3
   if redis.call('SET', KEYS[base + 1], '1', 'NX', 'EX', ttl) then
-    local item = ARGV[3 + i]
+    local item = ARGV[4 + i]
     redis.call('RPUSH', KEYS[base + 2], item)
     redis.call('LTRIM', KEYS[base + 2], -length, -1)
     redis.call('ZINCRBY', KEYS[base + 3], 1, item)
     redis.call('EXPIRE', KEYS[base + 3], pop_ttl)
     applied = applied + 1
   end
+end
+if applied > 0 then
+  redis.call('ZADD', KEYS[#KEYS], 'GT', ARGV[4], 'latest')
 end
 return applied
 """
@@ -65,15 +69,20 @@ class HistoryHandler:
     def __call__(self, batch: Sequence[Accepted[InteractionEvent]]) -> BatchResult:
         keys: list[str] = []
         items: list[str] = []
+        newest = 0
         for accepted in batch:  # one user's events share a partition: list order is log order
             event = accepted.event
+            bucket = bucket_of(event.timestamp, self.bucket_s)
+            newest = max(newest, bucket)
             keys += [
                 self.keys.event_seen(event.event_id),
                 self.keys.history(event.user_id),
-                self.keys.popular(bucket_of(event.timestamp, self.bucket_s)),
+                self.keys.popular(bucket),
             ]
             items.append(event.item_id)
-        applied = int(self._apply(keys=keys, args=[self.dedup_ttl_s, self.history_length, self.popularity_ttl_s, *items]))
+        keys.append(self.keys.popular_clock())
+        args = [self.dedup_ttl_s, self.history_length, self.popularity_ttl_s, newest, *items]
+        applied = int(self._apply(keys=keys, args=args))
         INTERACTIONS.labels("applied").inc(applied)
         INTERACTIONS.labels("duplicate").inc(len(batch) - applied)
         log.debug("history batch", extra={"events": len(batch), "applied": applied})

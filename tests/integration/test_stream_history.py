@@ -68,3 +68,21 @@ def test_two_replicas_in_one_group_split_the_partitions(settings, redis_client):
     assert all(worker.totals.accepted > 0 for worker in replicas)
     assert sum(worker.totals.accepted for worker in replicas) == len(events)
     assert sum(redis_client.llen(keys.history(user)) for user in users) == len(events)
+
+
+def test_popularity_window_follows_the_stream_clock_for_replayed_old_events(settings, redis_client):
+    """Events from 1998 (a replay): the window ends at the newest event, not at wall-clock now."""
+    fast = settings.model_copy(update={"kafka_session_timeout_ms": 6000})
+    keys = RedisKeys.from_settings(fast)
+    then = 892_000_000.0
+    events = [InteractionEvent(event_id=f"old{n}", user_id=f"u{n}", item_id="film-a" if n < 3 else "film-b",
+                               timestamp=then + n) for n in range(4)]
+    events.append(InteractionEvent(event_id="older", user_id="u9", item_id="film-c",
+                                   timestamp=then - 30 * 24 * 3600))  # outside the window
+    produce(fast, events)
+    worker = build_history_worker(fast)
+    try:
+        assert wait_until(lambda: worker.run_once() is not None and worker.totals.polled >= 5, 20, every_s=0)
+    finally:
+        worker.consumer.close(autocommit=False)
+    assert popular_items(redis_client, fast, k=3) == [("film-a", 3.0), ("film-b", 1.0)]
