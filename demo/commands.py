@@ -38,18 +38,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
-def ensure_services(settings: Settings, console: Console) -> None:
+def ensure_services(settings: Settings, console: Console) -> Settings:
     """Kafka and Redis: already answering, else Docker Compose when a daemon answers, else the
-    local launcher."""
+    local launcher. Returns the settings pointing at them."""
     if kafka_answers(settings.kafka_bootstrap_servers) and redis_answers(settings.redis_url):
-        return
+        return settings
     docker = shutil.which("docker")
     if docker and subprocess.run([docker, "info"], capture_output=True).returncode == 0:
         console.print("starting Kafka and Redis with docker compose...")
         subprocess.run([docker, "compose", "up", "-d", "--wait", "kafka", "redis"], check=True)
-        return
+        return settings
     console.print("starting local Kafka and Redis...")
-    LocalServices(settings).up()
+    services = LocalServices(settings)
+    services.up()
+    return settings.model_copy(update={"kafka_bootstrap_servers": services.kafka_bootstrap,
+                                       "redis_url": services.redis_url})
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
@@ -60,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     console = Console()
-    settings = get_settings()
-    ensure_services(settings, console)
+    settings = ensure_services(get_settings(), console)
     if args.data is None:
         data = sources.synthetic(args.seed, args.interactions, args.history)
     else:
