@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.scratch import delete_scratch
 from shared.config import Settings
 from shared.kafka_io import ensure_topics, make_producer
 from shared.redis_client import make_redis
@@ -180,7 +181,7 @@ def run(args: argparse.Namespace) -> dict:
         thread.join()
         announcements.close()
     history_rate = measure_history_throughput(settings, args.history_events)
-    _cleanup(settings)
+    delete_scratch(settings, topics=True)
     return {
         "rates": rates,
         "encoder": encoder.model_id,
@@ -198,19 +199,6 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
-def _cleanup(settings: Settings) -> None:
-    """Delete the benchmark's Redis keys and topics."""
-    from kafka import KafkaAdminClient
-
-    client = make_redis(settings)
-    keys = list(client.scan_iter(match=RedisKeys.from_settings(settings).pattern_all(), count=10_000))
-    for start in range(0, len(keys), 10_000):
-        client.delete(*keys[start:start + 10_000])
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    try:
-        admin.delete_topics([t for t in admin.list_topics() if t.startswith(settings.topic_prefix)])
-    finally:
-        admin.close()
 
 
 def main() -> None:

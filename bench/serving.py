@@ -38,8 +38,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from bench.scratch import delete_scratch
 from serving.service import ServingService
-from shared.config import Settings
+from shared.config import Settings, process_env
 from shared.model.onnx_export import export_version
 from shared.model.towers import LearnConfig, LearnModel
 from shared.model_versions import ModelRegistry
@@ -85,17 +86,6 @@ def fill(settings: Settings, args: argparse.Namespace) -> str:
     return version
 
 
-def cleanup(settings: Settings) -> None:
-    client = make_redis(settings)
-    batch: list[bytes] = []
-    for key in client.scan_iter(match=RedisKeys.from_settings(settings).pattern_all(), count=5000):
-        batch.append(key)
-        if len(batch) == 5000:
-            client.unlink(*batch)
-            batch = []
-    if batch:
-        client.unlink(*batch)
-    client.close()
 
 
 def _percentiles(latencies_s: list[float]) -> tuple[float, float]:
@@ -203,11 +193,7 @@ async def open_loop(port: int, users: int, rate: int, duration_s: float, timeout
 
 
 def start_server(settings: Settings, port: int, log_path: Path) -> subprocess.Popen:
-    env = os.environ | {
-        "REDIS_URL": settings.redis_url,
-        "LEARNREC_REDIS_PREFIX": settings.redis_prefix,
-        "LEARNREC_MODEL_DIR": str(settings.model_dir),
-    }
+    env = os.environ | process_env(settings)
     with log_path.open("wb") as log_file:
         return subprocess.Popen(
             [sys.executable, "-m", "shared.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -258,7 +244,7 @@ def run(args: argparse.Namespace) -> dict:
         if server is not None:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
-        cleanup(settings)
+        delete_scratch(settings, topics=False)
         shutil.rmtree(model_dir, ignore_errors=True)
     at_200 = rates.get("200", {})
     return {

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.scratch import delete_scratch
 from shared.config import Settings
 from shared.kafka_io import ensure_topics, make_producer
 from shared.model_versions import ModelRegistry
@@ -54,19 +55,6 @@ def put_items(client, keys: RedisKeys, n: int, dim: int, seed: int = 0, chunk: i
             pipe.hset(keys.item(f"i{k}"), mapping={"content": v.tobytes(), "content_hash": f"h{k}"})
         pipe.sadd(keys.items(), *[f"i{k}" for k in range(start, start + len(vectors))])
         pipe.execute()
-
-
-def cleanup(settings: Settings, client) -> None:
-    from kafka import KafkaAdminClient
-
-    keys = list(client.scan_iter(match=RedisKeys.from_settings(settings).pattern_all(), count=5000))
-    for start in range(0, len(keys), 5000):
-        client.delete(*keys[start : start + 5000])
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    try:
-        admin.delete_topics([t for t in admin.list_topics() if t.startswith(settings.topic_prefix)])
-    finally:
-        admin.close()
 
 
 def bench_training(settings: Settings, events: int, users: int, items: int) -> dict:
@@ -131,7 +119,7 @@ def main() -> None:
             publish = bench_publish(settings, client, args.publish_items, args.content_dim)
             log.info("publish: %s", publish)
         finally:
-            cleanup(settings, client)
+            delete_scratch(settings, topics=True)
     result = {
         "training": training | {"users": args.users, "items": args.items, "content_dim": args.content_dim},
         "publish": publish,

@@ -29,7 +29,7 @@ from demo.probes import AnnouncementWatcher, ServingClient
 from demo.processes import Component, Fleet
 from demo.report import write_report
 from demo.sources import DemoData
-from shared.config import Settings
+from shared.config import Settings, process_env
 from shared.kafka_io import ensure_topics, make_producer
 from shared.redis_client import make_redis
 from shared.redis_keys import RedisKeys
@@ -83,14 +83,14 @@ def _status_table(metrics: DemoMetrics, total: int, version: str | None) -> Tabl
 class DemoRun:
     def __init__(self, base: Settings, data: DemoData, options: DemoOptions) -> None:
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
+        self.folder = options.report_dir / f"demo-{self.run_id}"
         self.settings = base.model_copy(update={
             "topic_prefix": f"{base.topic_prefix}demo-{self.run_id}.",
             "redis_prefix": f"{base.redis_prefix}:demo-{self.run_id}",
+            "model_dir": self.folder / "models",
         })
         self.data = data
         self.options = options
-        self.folder = options.report_dir / f"demo-{self.run_id}"
-        self.model_dir = self.folder / "models"
         self.port = _free_port()
         self.metrics = DemoMetrics()
         self.redis = make_redis(self.settings)
@@ -130,13 +130,7 @@ class DemoRun:
                 "LEARNREC_TRAINER_HISTORY_LEN": str(max_history)}
 
     def _env(self, extra: dict[str, str]) -> dict[str, str]:
-        s = self.settings
-        return extra | {
-            "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
-            "REDIS_URL": s.redis_url,
-            "LEARNREC_TOPIC_PREFIX": s.topic_prefix,
-            "LEARNREC_REDIS_PREFIX": s.redis_prefix,
-            "LEARNREC_MODEL_DIR": str(self.model_dir.resolve()),
+        return extra | process_env(self.settings) | {
             "LEARNREC_SERVING_PORT": str(self.port),
             "LEARNREC_TRAINER_PUBLISH_EVERY_S": str(self.options.publish_every_s),
             "LEARNREC_TRAINER_CHECKPOINT": str((self.folder / "trainer" / "online.ckpt").resolve()),

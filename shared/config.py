@@ -127,6 +127,18 @@ class Settings(BaseSettings):
     trainer_audit: bool = False
 
 
+def process_env(settings: Settings) -> dict[str, str]:
+    """The environment variables under which a child process (``learnrec ...``) reads the same
+    servers, prefixes and model folder as ``settings``."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "REDIS_URL": settings.redis_url,
+        "LEARNREC_TOPIC_PREFIX": settings.topic_prefix,
+        "LEARNREC_REDIS_PREFIX": settings.redis_prefix,
+        "LEARNREC_MODEL_DIR": str(Path(settings.model_dir).resolve()),
+    }
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment on first use."""

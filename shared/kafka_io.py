@@ -5,8 +5,9 @@ training steps) between polls:
 
 - ``max_poll_interval_ms`` 300 s: a worker that does not poll for that long is presumed dead and
   its partitions move; a training or encoding batch must finish well inside it.
-- ``session_timeout_ms`` 10 s / ``heartbeat_interval_ms`` 3 s: heartbeats run on a background
-  thread, so a short session still lets a killed worker's partitions move quickly.
+- ``session_timeout_ms`` (``LEARNREC_KAFKA_SESSION_TIMEOUT_MS``, 10 s), heartbeats every third of
+  it: heartbeats run on a background thread, so a short session still lets a killed worker's
+  partitions move quickly.
 - producers keep kafka-python's defaults of ``acks=all`` and idempotence, so a retried send never
   writes a duplicate; ``linger_ms`` 5 trades a few ms of latency for batching.
 """
@@ -51,8 +52,8 @@ def make_consumer(
         "auto_offset_reset": "earliest",
         "max_poll_records": 500,
         "max_poll_interval_ms": 300_000,
-        "session_timeout_ms": 10_000,
-        "heartbeat_interval_ms": 3_000,
+        "session_timeout_ms": settings.kafka_session_timeout_ms,
+        "heartbeat_interval_ms": settings.kafka_session_timeout_ms // 3,
         "client_id": f"learnrec-{group_id}",
     }
     options.update(overrides)

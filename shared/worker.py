@@ -137,12 +137,19 @@ class BatchWorker(Generic[E]):
         self._maybe_report_lag()
         return stats
 
-    def run(self, max_idle_s: float | None = None) -> BatchStats:
-        """Loop until :attr:`stop_event` is set (or nothing arrived for ``max_idle_s``), then close."""
+    def run(self, max_idle_s: float | None = None,
+            after_poll: Callable[[], None] | None = None) -> BatchStats:
+        """Loop until :attr:`stop_event` is set (or nothing arrived for ``max_idle_s``), then close.
+
+        ``after_poll`` runs after every poll, records or not (periodic work such as publishing);
+        idle time counts from its end.
+        """
         idle_since = time.monotonic()
         try:
             while not self.stop_event.is_set():
                 stats = self.run_once()
+                if after_poll is not None:
+                    after_poll()
                 if stats.polled:
                     idle_since = time.monotonic()
                 elif max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:

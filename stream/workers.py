@@ -40,8 +40,6 @@ def _consumer(settings: Settings, group: str, topic: str, batch_size: int):
         group_name(settings, group),
         [topic_name(settings, topic)],
         max_poll_records=batch_size,
-        session_timeout_ms=settings.kafka_session_timeout_ms,
-        heartbeat_interval_ms=settings.kafka_session_timeout_ms // 3,
     )
 
 

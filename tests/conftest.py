@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -93,28 +92,28 @@ class _Servers:
 _SERVERS = _Servers()
 
 
+def _answering(what: str, address: str | None, answers) -> str:
+    """``address`` once ``answers(address)``; else skip, or fail under CI."""
+    if _SERVERS.error or not address:
+        _unavailable(what, _SERVERS.error or "no server")
+    assert address
+    if not answers(address):
+        _unavailable(what, f"nothing answers at {address}")
+    return address
+
+
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
+def kafka_bootstrap() -> str:
     """Bootstrap address of a real Kafka broker that answers."""
     _SERVERS.resolve()
-    if _SERVERS.error or not _SERVERS.kafka:
-        _unavailable("Kafka", _SERVERS.error or "no broker")
-    assert _SERVERS.kafka
-    if not kafka_answers(_SERVERS.kafka):
-        _unavailable("Kafka", f"no broker answers at {_SERVERS.kafka}")
-    yield _SERVERS.kafka
+    return _answering("Kafka", _SERVERS.kafka, kafka_answers)
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_url() -> str:
     """URL of a real Redis server that answers."""
     _SERVERS.resolve()
-    if _SERVERS.error or not _SERVERS.redis:
-        _unavailable("Redis", _SERVERS.error or "no server")
-    assert _SERVERS.redis
-    if not redis_answers(_SERVERS.redis):
-        _unavailable("Redis", f"no server answers at {_SERVERS.redis}")
-    yield _SERVERS.redis
+    return _answering("Redis", _SERVERS.redis, redis_answers)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

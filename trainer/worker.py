@@ -172,28 +172,14 @@ def run(settings: Settings, max_idle_s: float | None = None) -> TrainerLoop:
     trainer = build_trainer(settings, client, registry)
     loop = TrainerLoop(settings, trainer, registry)
     topic = topic_name(settings, INTERACTIONS)
-    consumer = make_consumer(
-        settings, group_name(settings, GROUP_TRAINER), [topic],
-        session_timeout_ms=settings.kafka_session_timeout_ms,
-        heartbeat_interval_ms=settings.kafka_session_timeout_ms // 3,
-    )
+    consumer = make_consumer(settings, group_name(settings, GROUP_TRAINER), [topic])
     _assign(consumer, topic, trainer.offsets)
     worker = BatchWorker(
         WORKER, consumer, decode_interaction_event, loop.handle,
         DeadLetterWriter(make_producer(settings), topic_name(settings, DEAD_LETTER), WORKER),
     )
     worker.install_signal_handlers()
-    idle_since = time.monotonic()
-    try:
-        while not worker.stop_event.is_set():
-            polled = worker.run_once().polled
-            loop.tick()
-            if polled:  # idle time counts from the end of the last batch's work, tick included
-                idle_since = time.monotonic()
-            elif max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
-                break
-        loop.checkpoint()
-    finally:
-        consumer.close(autocommit=False)
+    worker.run(max_idle_s, after_poll=loop.tick)
+    loop.checkpoint()
     return loop
 

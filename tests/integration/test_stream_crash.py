@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from shared.config import Settings
+from shared.config import Settings, process_env
 from shared.kafka_io import ensure_topics
 from shared.model_versions import ModelRegistry
 from shared.redis_keys import RedisKeys
@@ -23,12 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _start(settings: Settings, worker: str, **extra: str) -> subprocess.Popen:
-    env = os.environ | {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "REDIS_URL": settings.redis_url,
-        "LEARNREC_TOPIC_PREFIX": settings.topic_prefix,
-        "LEARNREC_REDIS_PREFIX": settings.redis_prefix,
-        "LEARNREC_MODEL_DIR": str(settings.model_dir),
+    env = os.environ | process_env(settings) | {
         "LEARNREC_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "LEARNREC_METRICS_PORT": "0",
         **{f"LEARNREC_{k.upper()}": v for k, v in extra.items()},

@@ -73,7 +73,6 @@ def test_two_replicas_in_one_group_split_the_partitions(settings, redis_client):
 def test_popularity_window_follows_the_stream_clock_for_replayed_old_events(settings, redis_client):
     """Events from 1998 (a replay): the window ends at the newest event, not at wall-clock now."""
     fast = settings.model_copy(update={"kafka_session_timeout_ms": 6000})
-    keys = RedisKeys.from_settings(fast)
     then = 892_000_000.0
     events = [InteractionEvent(event_id=f"old{n}", user_id=f"u{n}", item_id="film-a" if n < 3 else "film-b",
                                timestamp=then + n) for n in range(4)]

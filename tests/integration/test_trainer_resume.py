@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 
+from shared.config import process_env
 from shared.kafka_io import ensure_topics
 from shared.redis_keys import RedisKeys
 from shared.schemas import InteractionEvent
@@ -38,12 +39,7 @@ def _put_items(client, keys: RedisKeys, n: int, dim: int = 16) -> None:
 
 
 def _start(settings, checkpoint) -> subprocess.Popen:
-    env = os.environ | {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "REDIS_URL": settings.redis_url,
-        "LEARNREC_TOPIC_PREFIX": settings.topic_prefix,
-        "LEARNREC_REDIS_PREFIX": settings.redis_prefix,
-        "LEARNREC_MODEL_DIR": str(settings.model_dir),
+    env = os.environ | process_env(settings) | {
         "LEARNREC_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "LEARNREC_TRAINER_CHECKPOINT": str(checkpoint),
         "LEARNREC_TRAINER_AUDIT": "true",
