@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # How long the group waits for a silent worker before moving its partitions (6 s is the
     # broker's minimum; kafka_io documents the 10 s default).
     kafka_session_timeout_ms: int = Field(default=10_000, ge=6_000)
+    # How long a consumer waits, before joining its group, for the broker to report its topics'
+    # partitions (a topic created a moment ago); then it fails with a clear error.
+    kafka_metadata_wait_s: float = Field(default=60.0, gt=0)
     # Prometheus /metrics port of a worker; 0 disables the endpoint.
     metrics_port: int = Field(default=0, ge=0)
 
