@@ -1,20 +1,27 @@
-"""Offline quality of LEARN against baselines, same split, same run.
+"""Offline quality of LEARN against baselines: same split, same windows, same budget, same run.
 
     python -m bench.quality --dataset amazon-scientific            # leave-one-out
     python -m bench.quality --dataset amazon-scientific --split cold
-    python -m bench.quality --dataset ml-100k --compare-encoder smollm2
+    python -m bench.quality --dataset ml-100k
+    python -m bench.quality --dataset ml-100k --models learn,learn-content,learn-id,learn-no-id-dropout --tag ablation
 
-Models: ``learn`` (default settings), ``content`` (LEARN without item tower, variant c),
-``content-mean`` (mean of the history's frozen content embeddings, untrained), ``sasrec``
-(item IDs), ``popularity``; with ``--compare-encoder X`` also ``learn[X]`` and
-``content-mean[X]``. Headline metrics mask the user's history items; ``unmasked`` holds the
-same without masking. Writes ``bench/results/quality-<dataset>[-cold].json`` and ``.md``.
+Trained models (each with the same :class:`~trainer.fit.FitConfig`: batch, learning-rate
+schedule, evaluation every ``eval_every`` steps, early stopping on validation NDCG@10, and at
+most ``--minutes`` of wall time): ``learn`` (the default: content + ID, ID dropout), the
+ablations ``learn-content`` (content only, the paper's model), ``learn-id`` (ID only),
+``learn-no-id-dropout``, ``learn-sampled`` (sampled negatives instead of the full softmax),
+``content`` (the paper's variant c: no item tower), and ``sasrec`` (item IDs). Untrained:
+``popularity`` and ``content-mean``. Headline metrics mask the user's history items;
+``unmasked`` holds the same without masking. Every trained entry records its budget, steps,
+best step and why it stopped. Writes ``bench/results/quality-<dataset>[-cold][-<tag>].json``
+and ``.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -28,26 +35,36 @@ from trainer.baselines import (
     sasrec_scorer,
     train_sasrec,
 )
-from trainer.data import data_path, load_dataset, make_split
+from trainer.data import Split, data_path, load_dataset, make_split
 from trainer.evaluate import evaluate
-from trainer.offline import TrainConfig, default_configs, learn_scorer, train_offline
+from trainer.fit import FitConfig
+from trainer.offline import default_configs, learn_scorer, train_offline
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GROUPS = ("overall", "warm", "cold", "longtail")
 TABLE_METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "recall@50", "mrr")
+LEARN_VARIANTS = {
+    "learn": ({}, {}),
+    "learn-content": ({"item_ids": "none"}, {}),
+    "learn-id": ({"item_ids": "only"}, {}),
+    "learn-no-id-dropout": ({"id_dropout": 0.0}, {}),
+    "learn-sampled": ({}, {"full_softmax_max_items": 0}),
+    "content": ({"item_ids": "none", "item_tower": "none"}, {}),
+}
+REPORT_KEYS = ("train_seconds", "steps", "best_step", "examples_seen", "stopped_by", "windows")
 
 
-def _content(name: str, texts: list[str], cache: Path) -> tuple[str, object]:
-    encoder = ContentEncoder(name)
-    return encoder.model_id, EmbeddingCache(cache).encode(encoder, texts, progress=True)
-
-
-def _entry(scorer, split, seconds: float | None = None) -> dict:
+def _entry(scorer, split: Split, report: dict | None = None) -> dict:
     masked = evaluate(scorer, split, mask_history=True)
     entry = {g: masked[g] for g in GROUPS}
     entry["unmasked"] = {g: v for g, v in evaluate(scorer, split, mask_history=False).items() if g in GROUPS}
-    if seconds is not None:
-        entry["train_seconds"] = round(seconds, 1)
+    if report is not None:
+        entry["training"] = {k: report[k] for k in REPORT_KEYS} | {
+            "valid": report["valid"], "budget_minutes": report["fit_config"]["max_minutes"],
+            "fit_config": report["fit_config"], "model_config": report["model_config"],
+            "curve": report["history"]}
+        if "train_config" in report:
+            entry["training"]["train_config"] = report["train_config"]
     return entry
 
 
@@ -56,10 +73,17 @@ def markdown(result: dict) -> str:
         f"# Quality: {result['dataset']} ({result['split']} split)",
         "",
         f"Encoder: `{result['encoder']}`; full ranking over all {result['n_items']} items, "
-        f"history items masked; {result['n_test']} test users. LEARN training took "
-        f"{result['train_seconds']:.0f} s on {result['threads']} CPU threads.",
+        f"history items masked; {result['n_test']} test users; {result['threads']} CPU threads; "
+        f"every trained model at most {result['budget_minutes']} min (training and validation).",
         "",
+        "| model | steps | best step | stopped by | seconds |",
+        "|---|---:|---:|---|---:|",
     ]
+    for name, entry in result["models"].items():
+        if "training" in entry:
+            t = entry["training"]
+            lines.append(f"| {name} | {t['steps']} | {t['best_step']} | {t['stopped_by']} | {t['train_seconds']:.0f} |")
+    lines.append("")
     for group in GROUPS:
         n = next(iter(result["models"].values()))[group].get("n", 0)
         lines += [f"## {group} ({n} test users)", "",
@@ -84,76 +108,55 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", type=Path, default=None, help="default ../shared/data/<dataset>")
     parser.add_argument("--split", choices=("loo", "cold"), default="loo")
     parser.add_argument("--encoder", default="minilm")
-    parser.add_argument("--compare-encoder", default=None)
-    parser.add_argument("--max-minutes", type=float, default=None, help="per trained model")
-    parser.add_argument("--sasrec-minutes", type=float, default=10.0)
-    parser.add_argument("--content-minutes", type=float, default=5.0)
-    parser.add_argument("--models", default="learn,sasrec,popularity,content-mean,content",
-                        help="comma-separated; also learn-dense (the paper's in-batch loss)")
+    parser.add_argument("--minutes", type=float, default=15.0, help="wall-time budget of every trained model")
+    parser.add_argument("--models", default="learn,sasrec,popularity,content-mean",
+                        help="comma-separated: " + ", ".join([*LEARN_VARIANTS, "sasrec", "popularity", "content-mean"]))
+    parser.add_argument("--tag", default="", help="suffix of the result files")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=Path(".cache/embeddings"))
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     ds = load_dataset(args.data or data_path(args.dataset))
-    split = make_split(ds, args.split)
-    encoder_id, content = _content(args.encoder, ds.item_texts, args.cache)
-    model_cfg, train_cfg = default_configs(content.shape[1])
-    if args.max_minutes is not None:
-        train_cfg.max_minutes = args.max_minutes
-    content_t = torch.as_tensor(content)
+    split = make_split(ds, args.split, seed=args.seed)
+    encoder = ContentEncoder(args.encoder)
+    content = EmbeddingCache(args.cache).encode(encoder, ds.item_texts, progress=True)
+    fit_cfg = FitConfig(max_minutes=args.minutes, seed=args.seed)
     models: dict[str, dict] = {}
-
-    wanted = args.models.split(",")
-    learn_seconds = 0.0
-    if "learn" in wanted:
-        learn, report = train_offline(split, content, model_cfg, train_cfg)
-        models["learn"] = _entry(learn_scorer(learn, content_t), split, report["train_seconds"])
-        models["learn"]["best_epoch"] = report["best_epoch"]
-        learn_seconds = report["train_seconds"]
-    if "learn-dense" in wanted:  # the paper's loss: dense all-action, in-batch negatives
-        dense_cfg = replace(train_cfg, loss="dense", negatives="batch")
-        dense, report = train_offline(split, content, model_cfg, dense_cfg)
-        models["learn-dense"] = _entry(learn_scorer(dense, content_t), split, report["train_seconds"])
-    if "sasrec" in wanted:
-        sasrec_train = TrainConfig(batch_size=128, lr=2e-3, max_minutes=args.sasrec_minutes,
-                                   patience=train_cfg.patience)
-        sasrec, report = train_sasrec(split, SASRecConfig(), sasrec_train)
-        models["sasrec"] = _entry(sasrec_scorer(sasrec), split, report["train_seconds"])
-        models["sasrec"]["best_epoch"] = report["best_epoch"]
-    if "popularity" in wanted:
-        models["popularity"] = _entry(popularity_scorer(split), split)
-    if "content-mean" in wanted:
-        models["content-mean"] = _entry(content_mean_scorer(content), split)
-    if "content" in wanted:  # variant c: no item tower, content projected only
-        content_model, report = train_offline(
-            split, content, replace(model_cfg, item_tower="none"),
-            replace(train_cfg, max_minutes=args.content_minutes))
-        models["content"] = _entry(learn_scorer(content_model, content_t), split,
-                                   report["train_seconds"])
-    if args.compare_encoder:
-        other_id, other = _content(args.compare_encoder, ds.item_texts, args.cache)
-        cfg_o, _ = default_configs(other.shape[1])
-        other_model, report = train_offline(split, other, cfg_o, train_cfg)
-        models[f"learn[{other_id}]"] = _entry(
-            learn_scorer(other_model, torch.as_tensor(other)), split, report["train_seconds"])
-        models[f"content-mean[{other_id}]"] = _entry(content_mean_scorer(other), split)
+    for name in args.models.split(","):
+        if name in LEARN_VARIANTS:
+            model_kw, train_kw = LEARN_VARIANTS[name]
+            model_cfg, train_cfg = default_configs(content.shape[1], args.seed)
+            model, inputs, report = train_offline(
+                split, content, replace(model_cfg, **model_kw), replace(train_cfg, fit=fit_cfg, **train_kw))
+            models[name] = _entry(learn_scorer(model, inputs), split, report)
+        elif name == "sasrec":
+            model, report = train_sasrec(split, SASRecConfig(), fit_cfg)
+            models[name] = _entry(sasrec_scorer(model), split, report)
+        elif name == "popularity":
+            models[name] = _entry(popularity_scorer(split), split)
+        elif name == "content-mean":
+            models[name] = _entry(content_mean_scorer(content), split)
+        else:
+            parser.error(f"unknown model {name!r}")
+        print(name, json.dumps({k: round(v, 4) for k, v in models[name]["overall"].items()}), flush=True)
 
     result = {
         "dataset": ds.name,
         "split": args.split,
-        "models": models,
-        "encoder": encoder_id,
-        "train_seconds": round(learn_seconds, 1),
+        "encoder": encoder.model_id,
+        "budget_minutes": args.minutes,
         "threads": args.threads,
         "n_items": ds.n_items,
         "n_test": int(len(split.test.targets)),
         "history_masked": True,
-        "model_config": model_cfg.to_dict(),
-        "train_config": asdict(train_cfg),
+        "fit_config": asdict(fit_cfg),
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__},
+        "models": models,
     }
-    suffix = "" if args.split == "loo" else f"-{args.split}"
+    suffix = ("" if args.split == "loo" else f"-{args.split}") + (f"-{args.tag}" if args.tag else "")
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"quality-{ds.name}{suffix}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")

@@ -43,11 +43,11 @@ def bench(threads: int, events: int, warmup: int, users: int, items: int, dim: i
     stream = synthetic_events(warmup + events, users, items)
     for start in range(0, warmup, chunk):
         trainer.add(stream[start : min(start + chunk, warmup)])
-    trainer.flush()
+    trainer.release_all()
     steps, started = trainer.steps, time.perf_counter()
     for start in range(warmup, warmup + events, chunk):
         trainer.add(stream[start : min(start + chunk, warmup + events)])
-    trainer.flush()
+    trainer.release_all()
     seconds = time.perf_counter() - started
     return {"torch_threads": threads, "events": events, "seconds": round(seconds, 2),
             "trained_per_s": round(events / seconds, 1), "steps": trainer.steps - steps}

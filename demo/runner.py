@@ -123,11 +123,9 @@ class DemoRun:
             )
         (checkpoint,) = sorted((out / "checkpoints").glob("*.pt"))
         version = out / checkpoint.stem
-        max_history = json.loads((version / "meta.json").read_text())["max_history"]
         self.console.print(f"offline model {checkpoint.stem} ready")
         return {"LEARNREC_BOOTSTRAP_MODEL": str(version.resolve()),
-                "LEARNREC_TRAINER_INIT": str(checkpoint.resolve()),
-                "LEARNREC_TRAINER_HISTORY_LEN": str(max_history)}
+                "LEARNREC_TRAINER_INIT": str(checkpoint.resolve())}
 
     def _env(self, extra: dict[str, str]) -> dict[str, str]:
         return extra | process_env(self.settings) | {

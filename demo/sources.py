@@ -60,7 +60,7 @@ def real(path: Path, max_interactions: int, cold_fraction: float = 0.05, seed: i
     catalogue drawn from the window's items, whose earlier interactions are left out of the
     history. Data without real time (amazon-scientific) has few of the first kind."""
     from trainer.data import load_dataset
-    from trainer.replay import event_times, time_ordered
+    from trainer.stream_order import event_times, time_ordered
 
     dataset = load_dataset(path)
     everything = time_ordered(dataset, event_times(path, dataset))

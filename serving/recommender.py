@@ -109,10 +109,10 @@ class Recommender:
         exclude_seen: bool,
     ) -> Answer:
         seen = set(history) if exclude_seen else set()
-        sequence = [contents[i] for i in history if i in contents][-version.max_history :]
-        if not sequence:
+        known = [i for i in history if i in contents][-version.max_history :]
+        if not known:
             return Answer(version.version, "popular", self._popular.top(k, seen))
-        content = np.stack(sequence)[None]  # [1, L, content_dim]
+        content = np.stack([contents[i] for i in known])[None]  # [1, L, content_dim]
         mask = np.ones(content.shape[:2], dtype=np.int64)  # [1, L]
-        user = version.user_vectors(content, mask)[0]  # [output_dim]
+        user = version.user_vectors(content, mask, [known])[0]  # [output_dim]
         return Answer(version.version, "personal", version.index.search(user, k, seen))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -59,11 +59,11 @@ class ServingVersion:
         self.in_flight = 0  # guarded by the holder's lock
         self.retired = False
 
-    def user_vectors(self, content: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def user_vectors(self, content: np.ndarray, mask: np.ndarray, item_ids: Sequence[Sequence[str]]) -> np.ndarray:
         """``content`` float32 ``[B, L, content_dim]``, ``mask`` int64 ``[B, L]`` (1 real, right
-        padded) -> ``[B, output_dim]`` L2-normalised user vectors."""
+        padded), ``item_ids`` the B histories -> ``[B, output_dim]`` L2-normalised user vectors."""
         assert self._towers is not None, f"version {self.version} is closed"
-        return self._towers.user_vectors(content, mask)
+        return self._towers.user_vectors(content, mask, item_ids)
 
     def close(self) -> None:
         """Release the sessions and the index (only once nothing uses the version)."""
@@ -254,5 +254,5 @@ class VersionManager:
         for _ in range(WARM_ROUNDS):
             for length in (1, version.max_history):
                 content = rng.standard_normal((1, length, version.content_dim), dtype=np.float32)
-                user = version.user_vectors(content, np.ones((1, length), dtype=np.int64))
+                user = version.user_vectors(content, np.ones((1, length), dtype=np.int64), [[""] * length])
                 version.index.search(user[0], 10)

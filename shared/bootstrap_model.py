@@ -167,9 +167,10 @@ def _configured_folder(settings: Settings, encoder_id: str) -> Path:
     from shared.model.checkpoint import load
     from shared.model.onnx_export import export_version, new_version_id
 
-    model, _extra = load(source)
+    model, extra = load(source)
     out_dir = settings.model_dir / new_version_id()
-    export_version(model, out_dir, {"encoder": encoder_id, "source": f"bootstrap:checkpoint({source})"})
+    export_version(model, out_dir, {"encoder": encoder_id, "source": f"bootstrap:checkpoint({source})"},
+                   extra.get("id_items", ()))
     return out_dir
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -100,12 +101,6 @@ class Settings(BaseSettings):
     trainer_warmup_steps: int = Field(default=100, ge=0)
     trainer_weight_decay: float = Field(default=0.01, ge=0)
     trainer_temperature: float = Field(default=0.05, gt=0)
-    # Per-user sequences kept; history items per example; history positions (N_h) and targets
-    # (N_t) paired densely per example.
-    trainer_sequence_len: int = Field(default=50, ge=2)
-    trainer_history_len: int = Field(default=20, ge=1)
-    trainer_history_positions: int = Field(default=10, ge=1)
-    trainer_max_targets: int = Field(default=10, ge=1)
     # Replay: past-sequence examples mixed into each step, as a fraction of its new examples,
     # drawn from a reservoir of this many snapshots.
     trainer_replay_fraction: float = Field(default=1.0, ge=0)
@@ -116,8 +111,17 @@ class Settings(BaseSettings):
     # Intra-op threads: 1 by default (two threads on two cores shared with other busy processes
     # ran 7-8x slower than one; see docs/TRAINER.md).
     trainer_threads: int = Field(default=1, ge=1)
-    # Item tower of a model started from scratch (LEARN variants: shared, itemwise, none).
-    trainer_item_tower: str = "shared"
+    # Item representation of a model started from scratch: hybrid (content + ID), none
+    # (content only) or only (ID only). A model from a checkpoint keeps its own.
+    trainer_item_ids: Literal["hybrid", "none", "only"] = "hybrid"
+    # Trained interactions an item needs before it gets a row in the ID table (until then its
+    # content alone represents it; the offline default, chosen on validation: docs/MODEL.md).
+    trainer_id_min_count: int = Field(default=10, ge=1)
+    # The publish gate: the most recent events held back from training, on which a candidate
+    # version must reach the current one's Recall@10 minus the tolerance (docs/TRAINER.md).
+    trainer_gate_events: int = Field(default=500, ge=0)
+    trainer_gate_tolerance: float = Field(default=0.01, ge=0)
+    trainer_gate_min_events: int = Field(default=100, ge=1)
     trainer_seed: int = 0
     trainer_checkpoint_every: int = Field(default=5_000, ge=1)
     # Publish a version after this many trained events, or this many seconds after the first

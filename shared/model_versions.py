@@ -22,7 +22,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from shared.redis_keys import RedisKeys
 log = logging.getLogger(__name__)
 
 META_FIELDS = ("version", "encoder", "content_dim", "output_dim", "max_history", "created_at", "source")
+OPTIONAL_META_FIELDS = {"id_dim": "0"}  # older and bootstrap versions take no item IDs
 
 # KEYS[1] = vectors hash of the version, KEYS[2..] = item hashes; ARGV = (item_id, content_hash,
 # vector bytes) per item. Writes a vector only where the item still has that content hash.
@@ -67,10 +68,11 @@ class VersionInfo:
     max_history: int
     created_at: str
     source: str
+    id_dim: int = 0
 
     @classmethod
     def from_hash(cls, fields: dict[bytes, bytes]) -> VersionInfo:
-        text = {k.decode(): v.decode() for k, v in fields.items()}
+        text = OPTIONAL_META_FIELDS | {k.decode(): v.decode() for k, v in fields.items()}
         return cls(
             version=text["version"],
             path=Path(text["path"]),
@@ -80,6 +82,7 @@ class VersionInfo:
             max_history=int(text["max_history"]),
             created_at=text["created_at"],
             source=text["source"],
+            id_dim=int(text["id_dim"]),
         )
 
 
@@ -93,7 +96,7 @@ class ItemSnapshot:
 
 
 class LoadedVersion:
-    """A version's ONNX towers, ready to run on CPU."""
+    """A version's ONNX towers (and ID table, for a model with item IDs), ready to run on CPU."""
 
     def __init__(self, info: VersionInfo, threads: int = 1) -> None:
         import onnxruntime as ort
@@ -105,21 +108,43 @@ class LoadedVersion:
         providers = ["CPUExecutionProvider"]
         self.item_session = ort.InferenceSession(str(info.path / "item_tower.onnx"), options, providers=providers)
         self.user_session = ort.InferenceSession(str(info.path / "user_tower.onnx"), options, providers=providers)
+        self.id_rows: dict[str, int] = {}
+        self.id_table = np.zeros((1, info.id_dim), np.float32)  # row 0: zeros, for items without a row
+        if info.id_dim:
+            table = np.load(info.path / "id_table.npy")
+            ids = json.loads((info.path / "id_items.json").read_text())
+            self.id_table = np.concatenate([self.id_table, table.astype(np.float32)])
+            self.id_rows = {item_id: row + 1 for row, item_id in enumerate(ids)}
 
-    def item_vectors(self, content: np.ndarray) -> np.ndarray:
-        """``content`` float32 ``[n, content_dim]`` -> item vectors float32 ``[n, output_dim]``."""
+    def id_embedding(self, item_ids: Sequence[str]) -> np.ndarray:
+        """The ID rows of ``item_ids`` float32 ``[n, id_dim]`` (zeros for an item without one)."""
+        return self.id_table[[self.id_rows.get(i, 0) for i in item_ids]]
+
+    def item_vectors(self, content: np.ndarray, item_ids: Sequence[str] = ()) -> np.ndarray:
+        """``content`` float32 ``[n, content_dim]`` of items ``item_ids`` (needed when the version
+        uses item IDs) -> item vectors float32 ``[n, output_dim]``."""
         if len(content) == 0:
             return np.zeros((0, self.info.output_dim), np.float32)
-        (out,) = self.item_session.run(["item_vector"], {"content": np.ascontiguousarray(content, np.float32)})
+        feeds = {"content": np.ascontiguousarray(content, np.float32)}
+        if self.info.id_dim:
+            feeds["id_embedding"] = self._ids(item_ids, content.shape[:1])
+        (out,) = self.item_session.run(["item_vector"], feeds)
         return out
 
-    def user_vectors(self, content: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """``content`` float32 ``[b, seq, content_dim]``, ``mask`` int64 ``[b, seq]`` -> ``[b, output_dim]``."""
-        (out,) = self.user_session.run(
-            ["user_vector"],
-            {"content": np.ascontiguousarray(content, np.float32), "mask": np.ascontiguousarray(mask, np.int64)},
-        )
+    def user_vectors(self, content: np.ndarray, mask: np.ndarray, item_ids: Sequence[Sequence[str]] = ()) -> np.ndarray:
+        """``content`` float32 ``[b, seq, content_dim]``, ``mask`` int64 ``[b, seq]``, ``item_ids``
+        the ``b`` histories (right padded with anything) -> ``[b, output_dim]``."""
+        feeds = {"content": np.ascontiguousarray(content, np.float32), "mask": np.ascontiguousarray(mask, np.int64)}
+        if self.info.id_dim:
+            flat = [i for row in item_ids for i in list(row) + [""] * (content.shape[1] - len(row))]
+            feeds["id_embedding"] = self._ids(flat, content.shape[:2])
+        (out,) = self.user_session.run(["user_vector"], feeds)
         return out
+
+    def _ids(self, item_ids: Sequence[str], shape: tuple[int, ...]) -> np.ndarray:
+        if len(item_ids) != int(np.prod(shape)):
+            raise ValueError(f"version {self.info.version} uses item IDs: {int(np.prod(shape))} item ids needed")
+        return self.id_embedding(item_ids).reshape(*shape, self.info.id_dim)
 
 
 class ModelRegistry:
@@ -172,6 +197,7 @@ class ModelRegistry:
         if missing:
             raise VersionError(f"{folder}/meta.json lacks {missing}")
         fields = {f: str(meta[f]) for f in META_FIELDS} | {"path": str(folder)}
+        fields |= {f: str(meta[f]) for f in OPTIONAL_META_FIELDS if f in meta}
         self.redis.hset(self.keys.model_meta(meta["version"]), mapping=fields)
         return self.info(meta["version"])
 
@@ -245,7 +271,7 @@ class ModelRegistry:
             tower = self.load_version(version)
             written = 0
             for batch in self.snapshot(batch_size):
-                vectors = tower.item_vectors(batch.content)
+                vectors = tower.item_vectors(batch.content, batch.item_ids)
                 if after_snapshot_batch:
                     after_snapshot_batch()
                 written += self.write_vectors(version, batch.item_ids, vectors, batch.content_hashes)
@@ -271,6 +297,16 @@ class ModelRegistry:
             raise VersionError(f"model version {version!r} was never published")
         self.publish(version)
         return version
+
+    def discard(self, version: str) -> None:
+        """Forget a registered version that was never published (a candidate the publish gate
+        held): its metadata, any vectors, and its folder when it lies under ``model_dir``."""
+        if version == self.current() or version in self.versions() or version in self.preparing():
+            raise VersionError(f"model version {version!r} is published or being published")
+        path = self.info(version).path
+        self.redis.delete(self.keys.vectors(version), self.keys.model_meta(version))
+        if path.resolve().parent == self.model_dir.resolve() and path.is_dir():
+            shutil.rmtree(path)
 
     def prune(self, keep: int) -> list[str]:
         """Delete all but the ``keep`` most recently published versions (never the current or a

@@ -21,6 +21,9 @@ key                                 type       holds
 ``{p}:popular:{bucket}``            zset       item_id -> interaction count in one time bucket
 ``{p}:popular-clock``               zset       member ``latest``: the newest bucket counted
 ``{p}:model:lock:{version}``        string     held by the process publishing ``version``
+``{p}:model:gate``                  list       publish-gate decisions (JSON), newest first
+``{p}:model:force-publish``         string     set by an operator: the trainer's next version
+                                               is published whatever the gate says
 ==================================  =========  ===================================================
 """
 
@@ -79,6 +82,12 @@ class RedisKeys:
 
     def model_lock(self, version: str) -> str:
         return f"{self.prefix}:model:lock:{version}"
+
+    def model_gate(self) -> str:
+        return f"{self.prefix}:model:gate"
+
+    def model_force_publish(self) -> str:
+        return f"{self.prefix}:model:force-publish"
 
     def pattern_all(self) -> str:
         """A SCAN pattern matching every key of this prefix."""

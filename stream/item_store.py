@@ -124,7 +124,7 @@ class ItemStore:
             if not to_project:
                 continue
             ids = [item_id for item_id, _ in to_project]
-            vectors = self.towers.get(version).item_vectors(np.stack([c for _, c in to_project]))
+            vectors = self.towers.get(version).item_vectors(np.stack([c for _, c in to_project]), ids)
             pipe.hset(self.keys.vectors(version), mapping={i: v.tobytes() for i, v in zip(ids, vectors, strict=True)})
             for item_id in ids:
                 pipe.xadd(self.keys.item_updates(), {"item_id": item_id, "version": version},

@@ -4,8 +4,9 @@
 - content mean: mean of the history's frozen content embeddings against each item's content
   embedding (cosine), no training at all;
 - SASRec (Kang & McAuley 2018): item-ID embeddings + learned positions + causal transformer,
-  next-item prediction at every position, softmax cross-entropy over all items (the RecBole
-  ``CE`` setting used by the published Amazon figures), tied input/output embeddings.
+  next-item prediction at every position of the same training windows as LEARN, softmax
+  cross-entropy over all items (the RecBole ``CE`` setting used by the published Amazon
+  figures), tied input/output embeddings, trained by the same loop (:func:`trainer.fit.fit`).
 The content-only tower baseline (LEARN item-tower variant c) is :func:`trainer.offline.train_offline`
 with ``item_tower="none"``.
 """
@@ -13,17 +14,20 @@ with ``item_tower="none"``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shared.model.loss import full_softmax_loss
 from shared.model.towers import CausalBlock, causal_mask
 from trainer.data import Split
 from trainer.evaluate import Scorer
-from trainer.offline import TrainConfig, fit, length_batches, pad
+from trainer.fit import FitConfig, fit
+from trainer.offline import window_items
+from trainer.windows import cut_windows, pad, window_batches
 
 
 def popularity_scorer(split: Split) -> Scorer:
@@ -93,24 +97,24 @@ def sasrec_scorer(model: SASRec) -> Scorer:
 
 
 def train_sasrec(
-    split: Split, cfg: SASRecConfig, train_cfg: TrainConfig, progress: bool = True
+    split: Split, cfg: SASRecConfig, fit_cfg: FitConfig, mask_history: bool = True, progress: bool = True
 ) -> tuple[SASRec, dict]:
-    """Every position of a training sequence predicts the next item (CE over all items)."""
+    """Every position of every training window predicts the next item: cross-entropy over all
+    items; with ``mask_history`` the window's other items are not negatives (as for LEARN)."""
+    torch.manual_seed(fit_cfg.seed)
     model = SASRec(split.n_items, cfg)
-    seqs = [s[-(cfg.max_len + 1) :] + 1 for s in split.train if len(s) >= 2]
-
-    def epoch(rng: np.random.Generator):
-        for users in length_batches([len(s) for s in seqs], train_cfg.batch_size, rng):
-            batch = [seqs[u] for u in users]
-            inputs, _ = pad([s[:-1] for s in batch])
-            labels, _ = pad([s[1:] for s in batch])
-            yield inputs, labels
+    windows = cut_windows(split.train, cfg.max_len)
+    batches = window_batches(windows, fit_cfg.batch_size, np.random.default_rng(fit_cfg.seed))
 
     def loss_fn(batch) -> torch.Tensor:
-        inputs, labels = batch
-        real = labels > 0  # [B, L]; logits only where there is a next item
-        return F.cross_entropy(model.logits(model(inputs)[real]), labels[real] - 1)
+        ids, mask, targets = batch
+        real = targets >= 0  # [B, L]; logits only where there is a next item
+        hidden = model((ids + 1).masked_fill(~mask, 0))[real]  # [R, dim]
+        excluded = window_items(ids, mask, targets, split.n_items)[real.nonzero()[:, 0]] if mask_history else None
+        return full_softmax_loss(hidden, model.items.weight[1:], targets[real], 1.0, excluded)
 
-    report = fit(model, epoch, loss_fn, lambda: sasrec_scorer(model), split, train_cfg,
+    report = fit(model, batches, loss_fn, lambda: sasrec_scorer(model), split, fit_cfg,
                  progress, desc="training sasrec")
+    report["model_config"] = asdict(cfg)
+    report["windows"] = len(windows)
     return model, report

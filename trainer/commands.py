@@ -40,8 +40,9 @@ def configure_offline(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, default=settings.encoder_max_tokens)
     parser.add_argument("--cache", type=Path, default=settings.cache_dir / "embeddings",
                         help="content embedding cache folder")
-    parser.add_argument("--item-tower", choices=("shared", "itemwise", "none"), default=None)
-    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--item-ids", choices=("hybrid", "none", "only"), default=None,
+                        help="item representation: content + ID (default), content only, ID only")
+    parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
@@ -56,7 +57,7 @@ def run_offline(args: argparse.Namespace) -> int:
     from shared.model.onnx_export import export_version, new_version_id
     from trainer.data import load_dataset, make_split
     from trainer.evaluate import evaluate
-    from trainer.offline import default_configs, learn_scorer, train_offline
+    from trainer.offline import default_configs, id_items_of, learn_scorer, train_offline
 
     torch.set_num_threads(args.threads)
     ds = load_dataset(args.data)
@@ -64,22 +65,23 @@ def run_offline(args: argparse.Namespace) -> int:
     encoder = ContentEncoder(args.encoder, max_tokens=args.max_tokens)
     content = EmbeddingCache(args.cache).encode(encoder, ds.item_texts, progress=True)
     model_cfg, train_cfg = default_configs(encoder.content_dim, seed=args.seed)
-    for key, value in (("item_tower", args.item_tower),):
+    if args.item_ids is not None:
+        model_cfg.item_ids = args.item_ids
+    for key, value in (("max_steps", args.max_steps), ("max_minutes", args.max_minutes)):
         if value is not None:
-            setattr(model_cfg, key, value)
-    for key, value in (("epochs", args.epochs), ("max_minutes", args.max_minutes)):
-        if value is not None:
-            setattr(train_cfg, key, value)
-    model, report = train_offline(split, content, model_cfg, train_cfg)
-    test = evaluate(learn_scorer(model, torch.as_tensor(content)), split)
+            setattr(train_cfg.fit, key, value)
+    model, inputs, report = train_offline(split, content, model_cfg, train_cfg)
+    test = evaluate(learn_scorer(model, inputs), split)
+    id_items = id_items_of(inputs, ds.item_ids)
     version = new_version_id()
     meta = export_version(model, args.out / version, {
         "version": version,
         "encoder": encoder.model_id,
         "encoder_max_tokens": encoder.max_tokens,
         "source": f"offline:{ds.name}:{args.split}",
-    })
+    }, id_items)
     ckpt = checkpoint.save(args.out / "checkpoints" / f"{version}.pt", model, {
+        "id_items": id_items,
         "encoder": encoder.model_id,
         "encoder_max_tokens": encoder.max_tokens,
         "dataset": ds.name,

@@ -25,6 +25,7 @@ class ContentTable:
         self._redis = client
         self._keys = keys
         self._rows: dict[str, int] = {}
+        self._ids: list[str] = []  # the item id of each row
         self._table = np.zeros((1024, content_dim), np.float32)
 
     def __len__(self) -> int:
@@ -41,6 +42,7 @@ class ContentTable:
             row = self._rows.get(item_id)
             if row is None:
                 row = self._rows[item_id] = len(self._rows)
+                self._ids.append(item_id)
                 if row == len(self._table):
                     grown = np.zeros((2 * len(self._table), self.content_dim), np.float32)
                     grown[:row] = self._table
@@ -62,6 +64,10 @@ class ContentTable:
     def rows(self, item_ids: list[str]) -> np.ndarray:
         """Row indices int64 ``[n]`` of known ids (raises KeyError on an unknown one)."""
         return np.fromiter((self._rows[i] for i in item_ids), np.int64, len(item_ids))
+
+    def item_ids(self, rows: np.ndarray) -> list[str]:
+        """The item id of each row index (``rows`` int64 [n])."""
+        return [self._ids[r] for r in rows.tolist()]
 
     def lookup(self, rows: np.ndarray) -> np.ndarray:
         """Content float32 ``[*rows.shape, content_dim]`` for row indices of any shape."""

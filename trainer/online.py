@@ -1,36 +1,45 @@
 """Online trainer: learns from every interaction, checkpoints, and publishes versions.
 
-:class:`OnlineTrainer` is the state and the math, free of Kafka: ``add`` takes interactions in
-stream order, keeps per-user sequences, and every ``batch_size`` events runs one AdamW step on
-the dense all-action loss over the new examples plus a replay sample of past sequences. The
-Kafka shell and the publish cadence are in :mod:`trainer.worker`.
+:class:`OnlineTrainer` is the state and the math, free of Kafka. It trains the model offline
+training trains (:mod:`trainer.offline`), with the same objective: a user's history (the
+model's ``max_len`` most recent items, exactly what serving feeds the user tower) predicts the
+next item, scored against negatives drawn uniformly from every known item with the logQ
+correction; the positive and the negatives are encoded alone by the item tower, as serving
+encodes them. Each new interaction is one example; a replay sample of past sequences is mixed
+into every step (against forgetting). An item gets a row in the ID table once ``id_min_count``
+of its interactions are trained (:class:`~trainer.id_index.IdIndex`): a new item moves from
+content-only to hybrid as it collects interactions, as offline training does.
 
-Exactly-once training: an event counts as trained once its step ran; the checkpoint is only
-written with no event pending, and holds the model, the optimizer, the sequences and the next
-offset of every partition together. After a crash the trainer restarts from it, so events
-consumed after it are consumed again and trained exactly once (their earlier effect was lost
-with the process). Kafka's committed offsets of the trainer's group are informational (lag).
+The most recent ``gate_events`` events are held back from training: the publish gate scores a
+candidate version on them (:mod:`trainer.gate`) before they are trained. The Kafka shell and
+the publish cadence are in :mod:`trainer.worker`.
+
+Exactly-once training: an event counts as trained once its step ran; the checkpoint holds the
+model, the optimizer, the sequences, the held-back events and the next offset of every
+partition together, written with no event half-applied. After a crash the trainer restarts
+from it, so events consumed after it are consumed again and trained exactly once.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
-from collections import defaultdict
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from shared.config import Settings
-from shared.model.loss import dense_all_action_loss
-from shared.model.towers import LearnConfig, LearnModel
+from shared.model.loss import sampled_softmax_loss
+from shared.model.towers import ItemIds, LearnConfig, LearnModel
 from shared.schemas import InteractionEvent
 from trainer import checkpointing
 from trainer.content import ContentTable
-from trainer.examples import Batch, collate, examples_from_events, examples_from_snapshots
+from trainer.examples import Batch, Example, collate, examples_from_snapshots
+from trainer.id_index import IdIndex, grow_model
 from trainer.sequences import ReplayBuffer, UserSequences
 
 log = logging.getLogger(__name__)
@@ -38,56 +47,57 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The trainer's hyperparameters (see the ``trainer_*`` settings)."""
+    """The online trainer's hyperparameters (see the ``trainer_*`` settings)."""
 
     batch_size: int = 256
     lr: float = 1e-3
     warmup_steps: int = 100
     weight_decay: float = 0.01
     temperature: float = 0.05
-    sequence_len: int = 50
-    history_len: int = 20
-    history_positions: int = 10
-    max_targets: int = 10
     replay_fraction: float = 1.0
     replay_capacity: int = 20_000
     negatives: int = 1024
-    item_tower: str = "shared"
+    gate_events: int = 500
+    item_ids: ItemIds = "hybrid"
+    id_min_count: int = 10
     seed: int = 0
     audit: bool = False
 
     @classmethod
     def from_settings(cls, s: Settings) -> TrainConfig:
         return cls(
-            batch_size=s.trainer_batch_size, lr=s.trainer_lr, warmup_steps=s.trainer_warmup_steps, weight_decay=s.trainer_weight_decay,
-            temperature=s.trainer_temperature, sequence_len=s.trainer_sequence_len,
-            history_len=s.trainer_history_len, history_positions=s.trainer_history_positions,
-            max_targets=s.trainer_max_targets, replay_fraction=s.trainer_replay_fraction,
-            replay_capacity=s.trainer_replay_capacity, negatives=s.trainer_negatives,
-            item_tower=s.trainer_item_tower, seed=s.trainer_seed, audit=s.trainer_audit,
+            batch_size=s.trainer_batch_size, lr=s.trainer_lr, warmup_steps=s.trainer_warmup_steps,
+            weight_decay=s.trainer_weight_decay, temperature=s.trainer_temperature,
+            replay_fraction=s.trainer_replay_fraction, replay_capacity=s.trainer_replay_capacity,
+            negatives=s.trainer_negatives, gate_events=s.trainer_gate_events,
+            item_ids=s.trainer_item_ids, id_min_count=s.trainer_id_min_count, seed=s.trainer_seed,
+            audit=s.trainer_audit,
         )
 
 
 @dataclass
 class _Pending:
-    """Events added since the last step: per user, the sequence before them and their items."""
+    """Events released from the hold-back and not trained yet, and their examples."""
 
-    prior: dict[str, list[str]] = field(default_factory=dict)
-    new: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    examples: list[Example] = field(default_factory=list)
     event_ids: list[str] = field(default_factory=list)
 
 
 class OnlineTrainer:
-    """Model + AdamW + per-user sequences + replay buffer + consumed offsets."""
+    """Model + AdamW + sequences + replay buffer + ID rows + held-back events + offsets."""
 
-    def __init__(self, model: LearnModel, content: ContentTable, cfg: TrainConfig, encoder: str) -> None:
+    def __init__(self, model: LearnModel, content: ContentTable, cfg: TrainConfig, encoder: str,
+                 ids: IdIndex | None = None) -> None:
         self.model = model.train()
         self.content = content
         self.cfg = cfg
         self.encoder = encoder
+        self.ids = ids or IdIndex()
+        self.id_counts: dict[str, int] = {}  # trained interactions of items without an ID row yet
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.sequences = UserSequences(cfg.sequence_len)
+        self.sequences = UserSequences(self.history_len + 1)
         self.replay = ReplayBuffer(cfg.replay_capacity, seed=cfg.seed)
+        self.holdback: deque[tuple[str, Example | None]] = deque()  # (event id, example), oldest first
         self.offsets: dict[str, int] = {}
         self.trained = 0
         self.steps = 0
@@ -96,6 +106,11 @@ class OnlineTrainer:
         self._rng = random.Random(cfg.seed)
         self._pending = _Pending()
 
+    @property
+    def history_len(self) -> int:
+        """History items per example: the model's, which is what serving feeds the user tower."""
+        return self.model.config.max_len
+
     # -- construction and checkpoints ------------------------------------------------------------
 
     @classmethod
@@ -103,12 +118,14 @@ class OnlineTrainer:
         cls, model: LearnModel, extra: dict[str, Any], content: ContentTable, cfg: TrainConfig, encoder: str
     ) -> OnlineTrainer:
         """From a loaded checkpoint: an online one resumes everything; an offline one (no
-        ``sequences`` in its extra) gives the weights, and the rest starts empty."""
-        trainer = cls(model, content, cfg, extra.get("encoder", encoder))
+        ``sequences`` in its extra) gives the weights and ID rows, and the rest starts empty."""
+        trainer = cls(model, content, cfg, extra.get("encoder", encoder), IdIndex(extra.get("id_items", ())))
         if "sequences" in extra:
             trainer.optimizer.load_state_dict(extra["optimizer"])
             trainer.sequences = UserSequences.from_state(extra["sequences"])
             trainer.replay = ReplayBuffer.from_state(extra["replay"], seed=cfg.seed)
+            trainer.holdback = deque((e, None if h is None else (list(h), t)) for e, h, t in extra["holdback"])
+            trainer.id_counts = dict(extra["id_counts"])
             trainer.offsets = dict(extra["offsets"])
             trainer.trained = int(extra["trained"])
             trainer.steps = int(extra["steps"])
@@ -118,18 +135,19 @@ class OnlineTrainer:
     @classmethod
     def from_scratch(cls, content: ContentTable, cfg: TrainConfig, encoder: str) -> OnlineTrainer:
         torch.manual_seed(cfg.seed)
-        model = LearnModel(
-            LearnConfig(content_dim=content.content_dim, max_len=cfg.history_len, item_tower=cfg.item_tower)  # type: ignore[arg-type]
-        )
-        return cls(model, content, cfg, encoder)
+        return cls(LearnModel(LearnConfig(content_dim=content.content_dim, item_ids=cfg.item_ids)), content, cfg, encoder)
 
     def save(self, path: Path) -> None:
-        """Write the checkpoint (trains any pending events first, so none is half-applied)."""
+        """Write the checkpoint (trains the released events first, so none is half-applied;
+        held-back events are saved as they are)."""
         self.flush()
         extra: dict[str, Any] = {
             "optimizer": self.optimizer.state_dict(),
             "sequences": self.sequences.state(),
             "replay": self.replay.state(),
+            "holdback": [(e, None, None) if x is None else (e, x[0], x[1]) for e, x in self.holdback],
+            "id_items": list(self.ids.items),
+            "id_counts": dict(self.id_counts),
             "offsets": dict(self.offsets),
             "trained": self.trained,
             "steps": self.steps,
@@ -143,76 +161,105 @@ class OnlineTrainer:
 
     @property
     def pending(self) -> int:
-        return len(self._pending.event_ids)
+        """Events consumed and not trained yet (held back or released)."""
+        return len(self.holdback) + len(self._pending.event_ids)
+
+    def held_back(self) -> list[Example]:
+        """The examples of the held-back events, oldest first (what the publish gate scores)."""
+        return [x for _, x in self.holdback if x is not None]
 
     def add(self, events: list[InteractionEvent], offsets: dict[str, int] | None = None) -> None:
         """Take events in stream order (``offsets``: the next offset per ``topic:partition``
-        once these are consumed); steps whenever ``batch_size`` events are pending. Items
-        without a content embedding yet are left out of sequences (the event still counts)."""
+        once these are consumed). Each joins the hold-back; the oldest leave it for training, a
+        step whenever ``batch_size`` have. Items without a content embedding yet are left out of
+        sequences (the event still counts)."""
         self.content.fetch_missing(e.item_id for e in events)
         for event in events:
-            pend = self._pending
+            example = None
             if event.item_id in self.content:
-                if event.user_id not in pend.prior:
-                    pend.prior[event.user_id] = self.sequences.get(event.user_id)
-                pend.new[event.user_id].append(event.item_id)
+                prior = self.sequences.get(event.user_id)
                 self.replay.offer(self.sequences.append(event.user_id, event.item_id))
-            pend.event_ids.append(event.event_id)
-            if len(pend.event_ids) >= self.cfg.batch_size:
-                self.flush()
+                example = (prior, event.item_id) if prior else None
+            self.holdback.append((event.event_id, example))
+            while len(self.holdback) > self.cfg.gate_events:
+                self._release(*self.holdback.popleft())
         self.offsets.update(offsets or {})
 
+    def release_all(self) -> None:
+        """Train on every held-back event too (end of a replay, tests)."""
+        while self.holdback:
+            self._release(*self.holdback.popleft())
+        self.flush()
+
+    def _release(self, event_id: str, example: Example | None) -> None:
+        pend = self._pending
+        pend.event_ids.append(event_id)
+        if example is not None:
+            pend.examples.append(example)
+        if len(pend.event_ids) >= self.cfg.batch_size:
+            self.flush()
+
     def flush(self) -> None:
-        """Train on every pending event now: one step per round of examples (see
-        :func:`~trainer.examples.examples_from_events`), each with its replay sample."""
+        """Train on every released event now: one step with its replay sample."""
         pend, self._pending = self._pending, _Pending()
         if not pend.event_ids:
             return
-        for examples in examples_from_events(pend.prior, pend.new, self.cfg.max_targets):
-            n_replay = max(2, round(self.cfg.replay_fraction * len(examples))) if self.cfg.replay_fraction else 0
+        examples = list(pend.examples)
+        if examples and self.cfg.replay_fraction:
+            n_replay = max(1, round(self.cfg.replay_fraction * len(examples)))
             examples += examples_from_snapshots(self.replay.sample(n_replay), self._rng)
-            batch = collate(examples, self.content, self.cfg.history_len, self.cfg.max_targets)
-            if batch is not None and len(batch) >= 2:  # one example alone has no negatives
+        if examples:
+            self._count_ids(target for _, target in pend.examples)
+            batch = collate(examples, self.content, self.ids, self.history_len)
+            if batch is not None:
                 self.last_loss = self.step(batch)
         self.trained += len(pend.event_ids)
         if self.cfg.audit:
             for event_id in pend.event_ids:
                 self.audit[event_id] = self.audit.get(event_id, 0) + 1
 
-    def step(self, batch: Batch) -> float:
-        """One AdamW step on the dense all-action loss; returns the loss.
+    def _count_ids(self, items) -> None:
+        """Count trained interactions; an item reaching ``id_min_count`` gets an ID row."""
+        ready = []
+        for item in items:
+            if item not in self.ids:
+                n = self.id_counts[item] = self.id_counts.get(item, 0) + 1
+                if n >= self.cfg.id_min_count:
+                    ready.append(item)
+                    del self.id_counts[item]
+        self.ids.add(ready)
+        grow_model(self.model, self.optimizer, len(self.ids))
 
-        Negatives: ``negatives`` items drawn uniformly from every known item (uniform, so the
-        softmax is not biased against popular items the way in-batch negatives are), or the
-        other examples' targets when 0. A user's own history items are never its negatives.
-        """
-        hist, tgt = batch.content(self.content)  # [B, H, D], [B, T, D]
-        lengths = batch.history_mask.sum(dim=1)  # [B]
-        out = self.model.encode_by_length(hist, lengths)  # [B, H, out]
-        # Pair only the last ``history_positions`` real history positions with the targets.
-        n = min(self.cfg.history_positions, hist.shape[1])
-        position = lengths[:, None] - n + torch.arange(n)[None, :]  # [B, n]
-        user_valid = position >= 0
-        index = position.clamp(min=0)[..., None].expand(-1, -1, out.shape[-1])
-        user = F.normalize(out.gather(1, index), dim=-1)  # [B, n, out]
-        target = self.model.item_sequence_tower(tgt, batch.target_mask.sum(dim=1))  # [B, T, out]
-        target_items = batch.targets.masked_fill(~batch.target_mask, -1)
-        negatives = negative_items = None
-        if self.cfg.negatives:
-            rows = self._rng.sample(range(len(self.content)), min(self.cfg.negatives, len(self.content)))
-            negative_items = torch.tensor(rows, dtype=torch.long)  # [M]
-            negatives = self.model.item_tower(torch.from_numpy(self.content.lookup(negative_items.numpy())))  # [M, out]
-        loss = dense_all_action_loss(
-            user, user_valid, target, target_items, self.cfg.temperature,
-            negatives=negatives, negative_items=negative_items,
-            masked_items=batch.history.masked_fill(~batch.history_mask, -1),
-        )
+    # -- the math --------------------------------------------------------------------------------
+
+    def vectors(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """User vectors of the histories and item vectors of the targets, each ``[B, out]``,
+        computed exactly as serving computes them (the towers of an exported version)."""
+        model = self.model
+        history = torch.from_numpy(self.content.lookup(batch.history.numpy()))  # [B, L, D]
+        user = model.user_tower(history, batch.history_mask, model.id_vectors(batch.history_ids))
+        target = torch.from_numpy(self.content.lookup(batch.target.numpy()))  # [B, D]
+        return user, model.item_tower(target, model.id_vectors(batch.target_ids))
+
+    def step(self, batch: Batch) -> float:
+        """One AdamW step of the sampled softmax; returns the loss. Negatives: ``negatives``
+        items drawn uniformly from every item with content; a user's history items and target
+        are never its negatives."""
+        user, positive = self.vectors(batch)
+        n = len(self.content)
+        k = min(self.cfg.negatives, n)
+        rows = torch.tensor(self._rng.sample(range(n), k), dtype=torch.long)  # [K]
+        neg_content = torch.from_numpy(self.content.lookup(rows.numpy()))
+        neg_ids = torch.from_numpy(self.ids.rows(self.content.item_ids(rows.numpy())))
+        negatives = self.model.item_tower(neg_content, self.model.id_vectors(neg_ids))  # [K, out]
+        own = (batch.history[:, :, None] == rows[None, None, :]) & batch.history_mask[..., None]
+        excluded = own.any(1) | (batch.target[:, None] == rows[None, :])  # [B, K]
+        loss = sampled_softmax_loss(user, positive, negatives, self.cfg.temperature, math.log(k / n), excluded)
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg.lr * min(1.0, (self.steps + 1) / max(1, self.cfg.warmup_steps))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
         self.optimizer.step()
         self.steps += 1
         return float(loss.detach())
-

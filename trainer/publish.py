@@ -1,12 +1,14 @@
 """Publish the trainer's model as a new version (protocol of :mod:`shared.model_versions`).
 
-1. export both towers to ONNX into ``{model_dir}/{version}/`` and register the folder;
-2. ``begin_publish``; re-project every item's content embedding with the new (ONNX) item tower,
-   in batches, writing vectors guarded by the item's content hash; progress is logged;
-3. ``finish_publish`` flips ``{p}:model:current`` atomically; then versions beyond the newest
-   ``keep`` are pruned.
+1. :func:`export_candidate`: export both towers (and the ID table) to ONNX into
+   ``{model_dir}/{version}/`` and register the folder; nothing serves it yet;
+2. the caller's gate (:mod:`trainer.gate`) decides; a held candidate is discarded;
+3. :func:`publish_version`: ``begin_publish``; re-project every item's content embedding with
+   the new (ONNX) item tower, in batches, writing vectors guarded by the item's content hash;
+   progress is logged; ``finish_publish`` flips ``{p}:model:current`` atomically; then versions
+   beyond the newest ``keep`` are pruned.
 
-The snapshot read in step 2 is every item's content, so the trainer's
+The snapshot read in step 3 is every item's content, so the trainer's
 :class:`~trainer.content.ContentTable` is refreshed from it on the way.
 """
 
@@ -14,11 +16,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.model.onnx_export import export_version, new_version_id
 from shared.model.towers import LearnModel
-from shared.model_versions import ModelRegistry
+from shared.model_versions import LoadedVersion, ModelRegistry
 from trainer.content import ContentTable
 
 log = logging.getLogger(__name__)
@@ -38,32 +41,36 @@ class PublishReport:
         return self.export_s + self.project_s
 
 
-def publish_model(
-    model: LearnModel,
+def export_candidate(model: LearnModel, registry: ModelRegistry, encoder: str, id_items: Sequence[str] = (),
+                     source: str = "online") -> LoadedVersion:
+    """Export ``model`` as a new registered (not published) version; returns its towers."""
+    version = new_version_id()
+    export_version(model, registry.model_dir / version, {"encoder": encoder, "source": source}, id_items)
+    registry.register(registry.model_dir / version)
+    return registry.load_version(version)
+
+
+def publish_version(
     registry: ModelRegistry,
-    encoder: str,
+    tower: LoadedVersion,
     *,
     batch_size: int = 1024,
     keep: int = 3,
     content: ContentTable | None = None,
-    source: str = "online",
+    export_s: float = 0.0,
 ) -> PublishReport:
-    """Export, re-project every item, flip ``current``, prune. Returns what it did."""
+    """Re-project every item under the registered version ``tower``, flip ``current``, prune."""
+    version = tower.info.version
     started = time.perf_counter()
-    version = new_version_id()
-    export_version(model, registry.model_dir / version, {"encoder": encoder, "source": source})
-    registry.register(registry.model_dir / version)
-    exported = time.perf_counter()
     registry.begin_publish(version)
     items = written = 0
     try:
-        tower = registry.load_version(version)
         total = registry.redis.scard(registry.keys.items())
-        last_log = exported
+        last_log = started
         for batch in registry.snapshot(batch_size):
             if content is not None and len(batch.item_ids):
                 content.update(batch.item_ids, batch.content)
-            vectors = tower.item_vectors(batch.content)
+            vectors = tower.item_vectors(batch.content, batch.item_ids)
             written += registry.write_vectors(version, batch.item_ids, vectors, batch.content_hashes)
             items += len(batch.item_ids)
             if time.perf_counter() - last_log > 5:
@@ -75,9 +82,19 @@ def publish_model(
         raise
     projected = time.perf_counter()
     pruned = registry.prune(keep)
-    report = PublishReport(version, items, written, exported - started, projected - exported, pruned)
+    report = PublishReport(version, items, written, export_s, projected - started, pruned)
     log.info(
         "published %s: %d items (%d written) in %.2fs (export %.2fs); pruned %s",
         version, items, written, report.total_s, report.export_s, pruned or "none",
     )
     return report
+
+
+def publish_model(model: LearnModel, registry: ModelRegistry, encoder: str, *, id_items: Sequence[str] = (),
+                  batch_size: int = 1024, keep: int = 3, content: ContentTable | None = None,
+                  source: str = "online") -> PublishReport:
+    """Export and publish at once (no gate): offline versions, benchmarks."""
+    started = time.perf_counter()
+    tower = export_candidate(model, registry, encoder, id_items, source)
+    return publish_version(registry, tower, batch_size=batch_size, keep=keep, content=content,
+                           export_s=time.perf_counter() - started)

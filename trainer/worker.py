@@ -7,10 +7,11 @@
 - Records go through :class:`shared.worker.BatchWorker` (decode, dead-letter the bad ones).
   The handler's only IO (fetching content embeddings from Redis) happens before it changes any
   state, so a batch retried after a Redis error is never trained twice.
-- Cadence: a checkpoint every ``trainer_checkpoint_every`` events; a published version (with a
+- Cadence: a checkpoint every ``trainer_checkpoint_every`` events; a candidate version (with a
   checkpoint before it) every ``trainer_publish_every_events`` events or
-  ``trainer_publish_every_s`` seconds after the first unpublished event; a last checkpoint on
-  SIGTERM/SIGINT.
+  ``trainer_publish_every_s`` seconds after the first unpublished event, published when the gate
+  (:mod:`trainer.gate`) passes it or an operator forced it (``learnrec model force-publish``);
+  a last checkpoint on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from shared.topics import DEAD_LETTER, GROUP_TRAINER, INTERACTIONS, group_name, 
 from shared.worker import Accepted, BatchResult, BatchWorker
 from trainer import checkpointing
 from trainer.content import ContentTable
+from trainer.gate import GateDecision, decide, record
 from trainer.online import OnlineTrainer, TrainConfig
-from trainer.publish import publish_model
+from trainer.publish import export_candidate, publish_version
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ class TrainerLoop:
         self.since_publish = 0
         self.unpublished_since: float | None = None
         self.published: list[str] = []
+        self.decisions: list[GateDecision] = []
 
     def handle(self, batch: Sequence[Accepted[InteractionEvent]]) -> BatchResult:
         offsets: dict[str, int] = {}
@@ -126,17 +129,31 @@ class TrainerLoop:
         )
 
     def publish(self) -> None:
-        """Publish a version; on failure (Redis down) the next tick tries again."""
+        """Export a candidate, let the gate decide, publish it or discard it. On failure (Redis
+        down) the next tick tries again."""
+        s, trainer, registry = self.settings, self.trainer, self.registry
         try:
-            report = publish_model(
-                self.trainer.model, self.registry, self.trainer.encoder,
-                batch_size=self.settings.trainer_publish_batch_size,
-                keep=self.settings.trainer_keep_versions, content=self.trainer.content,
-            )
+            started = time.perf_counter()
+            candidate = export_candidate(trainer.model, registry, trainer.encoder, trainer.ids.items)
+            export_s = time.perf_counter() - started
+            forced = registry.redis.getdel(registry.keys.model_force_publish()) is not None
+            current = registry.current()
+            decision = decide(candidate, registry.load_version(current) if current else None,
+                              trainer.held_back(), trainer.content, s.trainer_gate_tolerance,
+                              s.trainer_gate_min_events, forced)
+            record(decision, registry.redis, registry.keys)
+            self.decisions.append(decision)
+            log.info("publish gate: %s %s (%s)", "published" if decision.published else "held",
+                     decision.candidate, decision.reason)
+            if decision.published:
+                report = publish_version(registry, candidate, batch_size=s.trainer_publish_batch_size,
+                                         keep=s.trainer_keep_versions, content=trainer.content, export_s=export_s)
+                self.published.append(report.version)
+            else:
+                registry.discard(candidate.info.version)
         except Exception:
             log.exception("publish failed; retrying at the next tick")
             return
-        self.published.append(report.version)
         self.since_publish = 0
         self.unpublished_since = None
 

@@ -1,4 +1,5 @@
-"""``learnrec model bootstrap|list|rollback|prune``: inspect and change the serving model version."""
+"""``learnrec model bootstrap|list|rollback|prune|force-publish``: inspect and change the serving
+model version."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     rollback.add_argument("version", nargs="?", help="default: the version published before the current one")
     prune = sub.add_parser("prune", help="Delete all but the newest published versions")
     prune.add_argument("--keep", type=int, default=3)
+    sub.add_parser("force-publish", help="Publish the online trainer's next version whatever its publish gate says")
     parser.set_defaults(func=run)
 
 
@@ -36,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
                           "versions": versions}, indent=2))
     elif args.action == "rollback":
         print(registry.rollback(args.version))
+    elif args.action == "force-publish":
+        registry.redis.set(registry.keys.model_force_publish(), "1")
+        print("the trainer's next version will be published whatever the gate says")
     else:
         print("\n".join(registry.prune(args.keep)) or "nothing to prune")
     return 0

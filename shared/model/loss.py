@@ -1,7 +1,9 @@
-"""LEARN training losses (pure functions over tower outputs).
+"""Next-item softmax losses (pure functions over tower outputs).
 
-Shapes: ``B`` users in the batch, ``H`` history positions and ``T`` targets per user, ``d``
-output dim. Inputs are L2-normalised vectors; logits are cosine similarities / temperature.
+Shapes: ``R`` rows (one per (user, position) that predicts a next item), ``d`` output dim,
+``N`` catalogue items, ``K`` sampled negatives. Inputs are L2-normalised vectors; logits are
+cosine similarities / temperature. Positives and negatives are item-tower outputs of items
+encoded alone, exactly as serving encodes them (train/serve parity).
 """
 
 from __future__ import annotations
@@ -9,94 +11,50 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 
-def recency_weights(n: int, a: float = 10.0, b: float = 10_000.0) -> torch.Tensor:
-    """Production weights of the paper over ``n`` positions, oldest first:
-    ``w_i = log(a + i (b - a) / (n - 1))``, normalised to sum to 1. -> float32 [n]."""
-    if n == 1:
-        return torch.ones(1)
-    i = torch.arange(n, dtype=torch.float32)
-    w = torch.log(a + i * (b - a) / (n - 1))
-    return w / w.sum()
-
-
-def dense_all_action_loss(
+def full_softmax_loss(
     user: torch.Tensor,
-    user_valid: torch.Tensor,
+    items: torch.Tensor,
     target: torch.Tensor,
-    target_items: torch.Tensor,
-    temperature: float = 0.05,
-    history_weights: torch.Tensor | None = None,
-    log_q: torch.Tensor | None = None,
-    negatives: torch.Tensor | None = None,
-    negative_items: torch.Tensor | None = None,
-    masked_items: torch.Tensor | None = None,
+    temperature: float,
+    excluded: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Dense all-action InfoNCE.
+    """Cross-entropy of each row's target against the whole catalogue.
 
-    ``user`` [B, H, d] user vectors at H history positions; ``user_valid`` [B, H] bool;
-    ``target`` [B, T, d] item-tower vectors of each user's targets; ``target_items`` [B, T]
-    int64 item ids, -1 for padding. Every (valid history position, valid target) pair of a user
-    is a positive; its negatives are all other users' targets in the batch, except items equal
-    to any of this user's targets (identical items masked). ``history_weights`` [B, H] optional
-    per-position weights (e.g. :func:`recency_weights`); pairs are averaged with them.
-    ``log_q`` [B, T] optional log sampling probability of each target (sampling-bias
-    correction, Yi et al. 2019): subtracted from its logits, so that popular items, which are
-    in-batch negatives more often, are not pushed down for it. ``negatives`` [M, d] with
-    ``negative_items`` [M] replace the in-batch negatives (e.g. the whole catalogue, each item
-    encoded alone); items equal to one of the user's targets are masked there too.
-    ``masked_items`` [B, K] int64 (-1 padding): more items never used as a user's negatives,
-    typically the history (evaluation masks it, and an item tower that encodes an item alone
-    gives a one-item history exactly that item's vector). Returns a scalar.
+    ``user`` [R, d], ``items`` [N, d] (every item), ``target`` int64 [R] (index into ``items``),
+    ``excluded`` bool [R, N] optional: candidates that are not negatives for that row (e.g.
+    the user's own history); the target itself is never excluded. Returns a scalar.
     """
-    b, t, d = target.shape
-    own = target_items if masked_items is None else torch.cat([target_items, masked_items], 1)
-    if negatives is None:
-        logits = torch.einsum("bhd,kd->bhk", user, target.reshape(b * t, d)) / temperature  # [B, H, B*T]
-        if log_q is not None:
-            logits = logits - log_q.reshape(1, 1, b * t)
-        cand_items, neg_logits = target_items.reshape(b * t), logits
-        positive = logits.view(b, -1, b, t).diagonal(dim1=0, dim2=2).permute(2, 0, 1)  # [B, H, T]
-    else:
-        # only a user's own targets are positives: no [B, H, B*T] product
-        positive = torch.einsum("bhd,btd->bht", user, target) / temperature
-        if log_q is not None:
-            positive = positive - log_q[:, None, :]
-        cand_items = negative_items
-        neg_logits = torch.einsum("bhd,md->bhm", user, negatives) / temperature
-    negative = _not_owned(own, cand_items)  # [B, M]
-    neg_lse = neg_logits.masked_fill(~negative[:, None, :], -math.inf).logsumexp(-1)  # [B, H]
-    # -log softmax of the positive against {itself} + negatives
-    pair_loss = torch.logaddexp(positive, neg_lse[..., None]) - positive
-    weight = user_valid.float()
-    if history_weights is not None:
-        weight = weight * history_weights
-    pair_weight = weight[..., None] * (target_items >= 0)[:, None, :].float()  # [B, H, T]
-    return (pair_loss * pair_weight).sum() / pair_weight.sum().clamp(min=1e-12)
+    logits = user @ items.T / temperature  # [R, N]
+    if excluded is not None:
+        excluded = excluded.clone()
+        excluded[torch.arange(len(target)), target] = False
+        logits = logits.masked_fill(excluded, -math.inf)
+    return F.cross_entropy(logits, target)
 
 
-def _not_owned(own: torch.Tensor, cand_items: torch.Tensor) -> torch.Tensor:
-    """``own`` [B, K] item ids (-1 padding), ``cand_items`` [M] (-1 padding) -> bool [B, M]:
-    candidate ``m`` is a real item that is none of user ``b``'s own items. The ids are first
-    renumbered over the candidates and own items alone, so the work does not grow with the
-    largest item id (the catalogue size)."""
-    m = cand_items.shape[0]
-    _, index = torch.unique(torch.cat([cand_items, own.reshape(-1)]), return_inverse=True)
-    owned = torch.zeros(own.shape[0], int(index.max()) + 1, dtype=torch.bool, device=own.device)
-    owned.scatter_(1, index[m:].view(own.shape), True)
-    return ~owned[:, index[:m]] & (cand_items >= 0)[None, :]
-
-
-def last_position_loss(
-    user: torch.Tensor, target: torch.Tensor, target_items: torch.Tensor, temperature: float = 0.05
+def sampled_softmax_loss(
+    user: torch.Tensor,
+    positive: torch.Tensor,
+    negatives: torch.Tensor,
+    temperature: float,
+    log_q: torch.Tensor | float = 0.0,
+    excluded: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The simpler variant: one user vector (last history position) per user and one target.
+    """Each row's positive against ``K`` sampled negatives, with the sampling-bias (logQ)
+    correction of Yi et al. (RecSys 2019).
 
-    ``user`` [B, d], ``target`` [B, d], ``target_items`` [B] int64. In-batch softmax; other
-    rows holding the same item as a row's target are masked. Returns a scalar.
+    ``user`` [R, d], ``positive`` [R, d] (the row's target), ``negatives`` [K, d] shared by all
+    rows, ``log_q`` [K] or a scalar: log of each negative's probability of being in the sample
+    (``log(K / N)`` for a uniform sample of K of N items), subtracted from its logit so that the
+    sampled sum estimates the full softmax's; ``excluded`` bool [R, K]:
+    negatives that are not negatives for that row (the target itself, the user's history).
+    Returns a scalar.
     """
-    logits = user @ target.T / temperature  # [B, B]
-    same = target_items[None, :] == target_items[:, None]
-    logits = logits.masked_fill(same & ~torch.eye(len(user), dtype=torch.bool, device=user.device), -math.inf)
-    return torch.nn.functional.cross_entropy(logits, torch.arange(len(user), device=user.device))
+    pos = (user * positive).sum(-1) / temperature  # [R]
+    neg = user @ negatives.T / temperature - log_q  # [R, K]
+    if excluded is not None:
+        neg = neg.masked_fill(excluded, -math.inf)
+    return (torch.logaddexp(pos, neg.logsumexp(-1)) - pos).mean()

@@ -1,14 +1,29 @@
-"""LEARN twin towers over frozen content embeddings.
+"""LEARN twin towers over frozen content embeddings, with an optional learned item-ID part.
 
-Preference module = linear content adaptor (content_dim -> model_dim) + learned positions + a
-small pre-norm transformer with causal attention + linear projection (model_dim -> output_dim).
-The user vector is the output at the last real position, L2-normalised. The item tower is,
-depending on :attr:`LearnConfig.item_tower`:
+Every item enters the model as one input vector ``[model_dim]``:
 
-- ``"shared"`` (paper variant a, default): the same weights; in training it runs causally over
-  a user's target sequence, at serving time an item is encoded alone (a sequence of one);
-- ``"itemwise"`` (variant b): the same weights, but every item is always encoded alone;
-- ``"none"`` (variant c): no transformer, only a learned linear projection of the content.
+    input(item) = LayerNorm(adaptor(content) + id_vector)
+
+``adaptor`` is a linear map of the frozen LLM content embedding (content_dim -> model_dim);
+``id_vector`` is the item's row of a learned ID table, or zeros for an item without a row (a
+new item, or one whose ID was dropped in training). :attr:`LearnConfig.item_ids` chooses:
+
+- ``"hybrid"`` (default): content + ID. Rows are trained with *ID dropout* (each occurrence
+  loses its ID with probability ``id_dropout``), so the content-only input of a new item lies
+  in the same space as the hybrid input of a trained one;
+- ``"none"``: content only (the paper's model);
+- ``"only"``: ID only (an ablation; a new item is then unknown to the model).
+
+The table has no fixed size: its rows are indexed by the caller (``-1`` = no row) and grow as
+items appear (:meth:`LearnModel.grow_ids`).
+
+Preference module = the input above + learned positions + a small pre-norm transformer with
+causal attention + linear projection (model_dim -> output_dim). The user vector is the output at
+the last real position, L2-normalised. The item tower (:attr:`LearnConfig.item_tower`):
+
+- ``"shared"`` (default): the same weights, each item encoded alone (a sequence of one), in
+  training exactly as at serving time;
+- ``"none"`` (the paper's variant c, content only): a learned linear projection of the content.
 
 Padding is on the right (real items first), so causal attention alone keeps padding out of
 every real position's output: no key-padding mask is needed, which keeps the ONNX graph plain.
@@ -24,7 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ItemTower = Literal["shared", "itemwise", "none"]
+ItemTower = Literal["shared", "none"]
+ItemIds = Literal["hybrid", "none", "only"]
 
 
 @dataclass
@@ -40,9 +56,17 @@ class LearnConfig:
     output_dim: int = 64
     max_len: int = 50
     item_tower: ItemTower = "shared"
+    item_ids: ItemIds = "hybrid"
+    id_dropout: float = 0.5
+    id_scale: float = 1.0  # ID vector = scale * row: with Adam, scales how fast rows learn
+    id_rows: int = 0  # rows of the ID table now (it grows; checkpoints record its size)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def uses_ids(self) -> bool:
+        return self.item_ids != "none"
 
 
 def causal_mask(max_len: int) -> torch.Tensor:
@@ -79,16 +103,25 @@ class CausalBlock(nn.Module):
 
 
 class LearnModel(nn.Module):
-    """Twin towers over content embeddings; see the module docstring for the variants."""
+    """Twin towers over content embeddings (+ item IDs); see the module docstring.
+
+    ``id_vecs`` arguments are ID vectors ``[..., model_dim]`` shaped like the content's leading
+    dimensions (from :meth:`id_vectors`), or None (no IDs: zeros).
+    """
 
     def __init__(self, config: LearnConfig) -> None:
         super().__init__()
+        if config.item_ids not in ("hybrid", "none", "only"):
+            raise ValueError(f"unknown item_ids {config.item_ids!r}")
+        if config.item_tower not in ("shared", "none"):
+            raise ValueError(f"unknown item_tower {config.item_tower!r}")
+        if config.item_tower == "none" and config.uses_ids:
+            raise ValueError("item_tower='none' (variant c) is content only: use item_ids='none'")
         self.config = config
-        # LayerNorm after the adaptor: unit-norm content vectors have tiny coordinates, and
-        # the positions must not drown them.
-        self.adaptor = nn.Sequential(
-            nn.Linear(config.content_dim, config.model_dim), nn.LayerNorm(config.model_dim)
-        )
+        self.adaptor = nn.Linear(config.content_dim, config.model_dim)
+        self.input_norm = nn.LayerNorm(config.model_dim)
+        # Zero rows: an item's input is content-only until its row is trained.
+        self.id_table = nn.Parameter(torch.zeros(config.id_rows, config.model_dim))
         self.positions = nn.Embedding(config.max_len, config.model_dim)
         nn.init.normal_(self.positions.weight, std=0.02)
         self.blocks = nn.ModuleList(
@@ -100,62 +133,73 @@ class LearnModel(nn.Module):
         self.projection = nn.Linear(config.model_dim, config.output_dim)
         if config.item_tower == "none":
             self.item_projection = nn.Linear(config.content_dim, config.output_dim)
-        elif config.item_tower not in ("shared", "itemwise"):
-            raise ValueError(f"unknown item_tower {config.item_tower!r}")
         self.register_buffer("causal", causal_mask(config.max_len), persistent=False)
 
-    def encode_sequence(self, content: torch.Tensor) -> torch.Tensor:
+    # -- item IDs -------------------------------------------------------------------------------
+
+    def grow_ids(self, rows: int) -> nn.Parameter | None:
+        """Make the ID table at least ``rows`` long (new rows are zero). Returns the replaced
+        parameter when it grew (an optimizer holding it must swap it), else None."""
+        old = self.id_table
+        if rows <= old.shape[0]:
+            return None
+        grown = torch.zeros(rows, self.config.model_dim, dtype=old.dtype, device=old.device)
+        grown[: old.shape[0]] = old.detach()
+        self.id_table = nn.Parameter(grown)
+        self.config.id_rows = rows
+        return old
+
+    def id_vectors(self, rows: torch.Tensor) -> torch.Tensor | None:
+        """ID vectors of table rows: ``rows`` int64 [...] (-1 = no row) -> float [..., model_dim],
+        or None when the model uses no IDs. In training each row is dropped (zeros) with
+        probability ``id_dropout``."""
+        if not self.config.uses_ids:
+            return None
+        keep = rows >= 0
+        if self.training and self.config.id_dropout > 0 and self.config.item_ids == "hybrid":
+            keep = keep & (torch.rand(rows.shape, device=rows.device) >= self.config.id_dropout)
+        if not len(self.id_table):
+            return torch.zeros(*rows.shape, self.config.model_dim, device=rows.device)
+        vectors = F.embedding(rows.clamp(min=0), self.id_table)
+        return vectors * (keep[..., None] * self.config.id_scale)
+
+    def embed(self, content: torch.Tensor, id_vecs: torch.Tensor | None = None) -> torch.Tensor:
+        """Item inputs: ``content`` [..., D] (+ ``id_vecs`` [..., H]) -> [..., H]."""
+        if self.config.item_ids == "only":  # the content is ignored
+            x = id_vecs if id_vecs is not None else content.new_zeros(*content.shape[:-1], self.config.model_dim)
+        else:
+            x = self.adaptor(content) if id_vecs is None else self.adaptor(content) + id_vecs
+        return self.input_norm(x)
+
+    # -- towers ---------------------------------------------------------------------------------
+
+    def encode_sequence(self, content: torch.Tensor, id_vecs: torch.Tensor | None = None) -> torch.Tensor:
         """Per-position outputs, not normalised. ``content`` [B, L, D] -> [B, L, out].
 
         Position ``i`` sees positions ``0..i`` only; ``L`` must be at most ``max_len``.
         """
         n = content.shape[1]
         pos = self.positions(torch.arange(n, device=content.device))
-        x = self.drop(self.adaptor(content) + pos)
+        x = self.drop(self.embed(content, id_vecs) + pos)
         causal = self.causal[:n, :n]
         for block in self.blocks:
             x = block(x, causal)
         return self.projection(self.norm(x))
 
-    def encode_by_length(self, content: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """:meth:`encode_sequence` over right-padded rows, run in groups of similar length.
-
-        ``content`` [B, L, D], ``lengths`` int64 [B] (real items per row) -> [B, L, out]. A row
-        of length ``n`` runs padded to the next power of two (at most ``L``) instead of ``L``,
-        so short rows cost little; the outputs at real positions are those of
-        :meth:`encode_sequence` (causal attention keeps padding out of them), the rest are 0.
-        """
-        b, n, _ = content.shape
-        width = torch.pow(2, torch.log2(lengths.clamp(min=1).float()).ceil()).long().clamp(max=n)  # [B]
-        parts, order = [], []
-        for w in width.unique().tolist():
-            rows = (width == w).nonzero().squeeze(1)
-            parts.append(F.pad(self.encode_sequence(content[rows, :w]), (0, 0, 0, n - w)))
-            order.append(rows)
-        out = torch.cat(parts)[torch.argsort(torch.cat(order))]  # rows back in batch order
-        return out * (torch.arange(n, device=content.device)[None, :] < lengths[:, None])[..., None]
-
-    def user_tower(self, content: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def user_tower(
+        self, content: torch.Tensor, mask: torch.Tensor, id_vecs: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """User vectors. ``content`` [B, L, D] float32, ``mask`` [B, L] (bool or 0/1, right
         padded, at least one real item per row) -> [B, out] L2-normalised, at the last real
         position."""
-        out = self.encode_sequence(content)
+        out = self.encode_sequence(content, id_vecs)
         last = (mask.long().sum(dim=1) - 1).clamp(min=0)  # [B]
         picked = out.gather(1, last.view(-1, 1, 1).expand(-1, 1, out.shape[-1])).squeeze(1)
         return F.normalize(picked, dim=-1)
 
-    def item_tower(self, content: torch.Tensor) -> torch.Tensor:
+    def item_tower(self, content: torch.Tensor, id_vecs: torch.Tensor | None = None) -> torch.Tensor:
         """Item vectors, each item encoded alone. ``content`` [B, D] -> [B, out] normalised."""
         if self.config.item_tower == "none":
             return F.normalize(self.item_projection(content), dim=-1)
-        return F.normalize(self.encode_sequence(content.unsqueeze(1)).squeeze(1), dim=-1)
-
-    def item_sequence_tower(self, content: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Training-time item vectors for a target sequence. ``content`` [B, T, D] ->
-        [B, T, out] normalised: causal over the sequence for ``"shared"``, per item otherwise.
-        ``lengths`` [B] (optional, right padding): run by length (:meth:`encode_by_length`)."""
-        if self.config.item_tower == "shared":
-            out = self.encode_sequence(content) if lengths is None else self.encode_by_length(content, lengths)
-            return F.normalize(out, dim=-1)
-        b, t, d = content.shape
-        return self.item_tower(content.reshape(b * t, d)).view(b, t, -1)
+        ids = None if id_vecs is None else id_vecs.unsqueeze(1)
+        return F.normalize(self.encode_sequence(content.unsqueeze(1), ids).squeeze(1), dim=-1)

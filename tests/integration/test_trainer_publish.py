@@ -34,12 +34,13 @@ def _trainer_settings(settings, tmp_path, **extra):
         "trainer_publish_every_events": 150,
         "trainer_threads": 1,
         "trainer_keep_versions": 2,
+        "trainer_gate_events": 0,  # no gate here: every candidate is published
         **extra,
     })
 
 
 def _clicks(n: int, start: int = 0) -> list[InteractionEvent]:
-    return [InteractionEvent(event_id=f"e{k}", user_id=f"u{k % 7}", item_id=f"i{(k * 3) % N_ITEMS}")
+    return [InteractionEvent(event_id=f"e{k}", user_id=f"u{k % 23}", item_id=f"i{(k * 3) % N_ITEMS}")
             for k in range(start, start + n)]
 
 
@@ -110,3 +111,34 @@ def test_rollback_returns_to_the_earlier_version_and_prune_keeps_the_newest(stre
     assert registry.current() == second
     # rolling back re-projects: the item that arrived later has a vector under it too
     assert redis_client.hlen(keys.vectors(second)) == N_ITEMS + 1
+
+
+def test_a_new_items_first_clicks_move_its_served_vector(stream, settings, redis_client, tmp_path):
+    """A new item is servable at once with its content alone; once the trainer has trained on
+    its first clicks (through Kafka), the next version gives it an ID row and its served vector
+    is no longer the content-only one."""
+    import numpy as np
+
+    torch.set_num_threads(1)
+    registry = ModelRegistry.from_settings(settings, redis_client)
+    keys = RedisKeys.from_settings(settings)
+    produce(settings, _clicks(150))
+    first = run(_trainer_settings(settings, tmp_path), max_idle_s=1.5).published[-1]
+
+    produce(settings, [ItemEvent(item_id="fresh", title="a brand new item")])
+    wait_until(lambda: redis_client.hexists(keys.vectors(first), "fresh"), timeout=30)
+    before = np.frombuffer(redis_client.hget(keys.vectors(first), "fresh"), np.float32)
+    content = np.frombuffer(redis_client.hget(keys.item("fresh"), "content"), np.float32)[None]
+    assert np.allclose(before, registry.load_version(first).item_vectors(content, [""])[0], atol=1e-5)
+
+    produce(settings, [InteractionEvent(event_id=f"f{k}", user_id=f"u{k % 7}", item_id="fresh") for k in range(20)]
+            + _clicks(130, start=150))
+    loop = run(_trainer_settings(settings, tmp_path), max_idle_s=1.5)
+    assert "fresh" in loop.trainer.ids
+    later = loop.published[-1]
+    served = registry.load_version(later)
+    assert "fresh" in served.id_rows
+    after = np.frombuffer(redis_client.hget(keys.vectors(later), "fresh"), np.float32)
+    content_only = served.item_vectors(content, [""])[0]
+    assert np.allclose(after, served.item_vectors(content, ["fresh"])[0], atol=1e-5)
+    assert np.abs(after - content_only).max() > 1e-3  # its ID row moved it

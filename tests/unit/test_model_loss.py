@@ -1,12 +1,11 @@
-"""Loss functions: agreement with a brute-force definition, identical-item masking, weights."""
+"""Next-item losses: agreement with brute-force definitions, exclusions, the logQ correction."""
 
 import math
 
-import pytest
 import torch
 import torch.nn.functional as F
 
-from shared.model.loss import dense_all_action_loss, last_position_loss, recency_weights
+from shared.model.loss import full_softmax_loss, sampled_softmax_loss
 
 TAU = 0.05
 
@@ -15,137 +14,50 @@ def _unit(*shape):
     return F.normalize(torch.randn(*shape), dim=-1)
 
 
-def _brute(user, valid, target, items):
-    """Mean over valid (b, h, t) of -log softmax(positive vs other users' distinct targets)."""
-    b_n, h_n, _ = user.shape
-    t_n = target.shape[1]
-    total, count = 0.0, 0
-    for b in range(b_n):
-        own = set(items[b].tolist())
-        for h in range(h_n):
-            if not valid[b, h]:
-                continue
-            negs = [user[b, h] @ target[c, s] / TAU for c in range(b_n) for s in range(t_n)
-                    if c != b and items[c, s] >= 0 and int(items[c, s]) not in own]
-            for t in range(t_n):
-                if items[b, t] < 0:
-                    continue
-                pos = user[b, h] @ target[b, t] / TAU
-                total += float(torch.logsumexp(torch.stack([pos, *negs]), 0) - pos)
-                count += 1
-    return total / count
-
-
-def test_dense_matches_brute_force_with_padding_and_duplicates():
+def test_full_softmax_matches_brute_force_with_exclusions():
     torch.manual_seed(0)
-    user, target = _unit(4, 3, 8), _unit(4, 2, 8)
-    items = torch.tensor([[1, 2], [2, 3], [4, -1], [5, 6]])  # item 2 shared by users 0 and 1
-    valid = torch.tensor([[1, 1, 1], [0, 1, 1], [1, 1, 1], [0, 0, 1]], dtype=torch.bool)
-    got = dense_all_action_loss(user, valid, target, items, TAU)
-    assert got.item() == pytest.approx(_brute(user, valid, target, items), rel=1e-5)
+    user, items = _unit(5, 8), _unit(7, 8)
+    target = torch.tensor([0, 3, 3, 6, 1])
+    excluded = torch.rand(5, 7) < 0.4
+    excluded[1, 3] = True  # the target is never excluded
+    want = 0.0
+    for r in range(5):
+        cands = [j for j in range(7) if j == target[r] or not excluded[r, j]]
+        logits = torch.stack([user[r] @ items[j] / TAU for j in cands])
+        want += float(torch.logsumexp(logits, 0) - user[r] @ items[target[r]] / TAU)
+    got = full_softmax_loss(user, items, target, TAU, excluded)
+    assert math.isclose(float(got), want / 5, rel_tol=1e-5)
 
 
-def test_identical_items_are_not_negatives():
-    # Two users with the same target and the same vectors: masking makes the loss minimal.
+def test_sampled_softmax_matches_brute_force():
     torch.manual_seed(1)
-    v = _unit(1, 1, 8)
-    user = torch.cat([v, v])
-    items = torch.tensor([[7], [7]])
-    loss = dense_all_action_loss(user, torch.ones(2, 1, dtype=torch.bool), user.clone(), items, TAU)
-    assert loss.item() == pytest.approx(0.0, abs=1e-6)  # no negatives left at all
-    unmasked = dense_all_action_loss(user, torch.ones(2, 1, dtype=torch.bool), user.clone(),
-                                     torch.tensor([[7], [8]]), TAU)
-    assert unmasked.item() == pytest.approx(math.log(2), rel=1e-5)
+    user, pos, neg = _unit(4, 8), _unit(4, 8), _unit(6, 8)
+    excluded = torch.zeros(4, 6, dtype=torch.bool)
+    excluded[2, [0, 5]] = True
+    log_q = math.log(6 / 100)
+    want = 0.0
+    for r in range(4):
+        p = user[r] @ pos[r] / TAU
+        negs = [user[r] @ neg[j] / TAU - log_q for j in range(6) if not excluded[r, j]]
+        want += float(torch.logsumexp(torch.stack([p, *negs]), 0) - p)
+    got = sampled_softmax_loss(user, pos, neg, TAU, log_q, excluded)
+    assert math.isclose(float(got), want / 4, rel_tol=1e-5)
 
 
-def test_loss_decreases_when_positives_align():
+def test_uniform_sample_with_logq_estimates_the_full_softmax():
+    """The whole catalogue as the 'sample' with log q = 0 is the full softmax; a uniform half of
+    it with log q = log(1/2) comes close on average."""
     torch.manual_seed(2)
-    target = _unit(8, 3, 16)
-    aligned = dense_all_action_loss(target[:, :1].expand(-1, 2, -1), torch.ones(8, 2, dtype=torch.bool),
-                                    target, torch.arange(24).view(8, 3), TAU)
-    random = dense_all_action_loss(_unit(8, 2, 16), torch.ones(8, 2, dtype=torch.bool), target,
-                                   torch.arange(24).view(8, 3), TAU)
-    assert aligned < random
-
-
-def test_history_weights_select_positions():
-    torch.manual_seed(3)
-    user, target, items = _unit(3, 2, 8), _unit(3, 2, 8), torch.arange(6).view(3, 2)
-    valid = torch.ones(3, 2, dtype=torch.bool)
-    only_last = torch.tensor([[0.0, 1.0]]).expand(3, -1)
-    want = dense_all_action_loss(user[:, 1:], valid[:, 1:], target, items, TAU)
-    got = dense_all_action_loss(user, valid, target, items, TAU, history_weights=only_last)
-    assert got.item() == pytest.approx(want.item(), rel=1e-5)
-
-
-def test_recency_weights():
-    w = recency_weights(10)
-    assert w.sum().item() == pytest.approx(1.0)
-    assert torch.all(w[1:] > w[:-1])
-    assert w[0].item() == pytest.approx(math.log(10) / sum(math.log(10 + i * 9990 / 9) for i in range(10)))
-    assert recency_weights(1).tolist() == [1.0]
-
-
-def test_last_position_loss_masks_duplicates():
-    torch.manual_seed(4)
-    user, target = _unit(3, 8), _unit(3, 8)
-    items = torch.tensor([5, 5, 9])
-    logits = user @ target.T / TAU
-    want = [
-        -(logits[0, 0] - torch.logsumexp(logits[0, [0, 2]], 0)),
-        -(logits[1, 1] - torch.logsumexp(logits[1, [1, 2]], 0)),
-        -(logits[2, 2] - torch.logsumexp(logits[2], 0)),
-    ]
-    got = last_position_loss(user, target, items, TAU)
-    assert got.item() == pytest.approx(torch.stack(want).mean().item(), rel=1e-5)
-
-
-def test_log_q_correction():
-    torch.manual_seed(5)
-    user, target, items = _unit(4, 2, 8), _unit(4, 3, 8), torch.arange(12).view(4, 3)
-    valid = torch.ones(4, 2, dtype=torch.bool)
-    plain = dense_all_action_loss(user, valid, target, items, TAU)
-    constant = dense_all_action_loss(user, valid, target, items, TAU, log_q=torch.full((4, 3), -2.0))
-    assert constant.item() == pytest.approx(plain.item(), rel=1e-5)  # a constant shift cancels
-    # For user 0, whose own targets keep log q = 0, popular negatives (log q = 3) weigh less.
-    log_q = torch.zeros(4, 3)
-    log_q[1:, :] = 3.0
-    only_user0 = torch.tensor([[1, 1], [0, 0], [0, 0], [0, 0]], dtype=torch.bool)
-    args = (user, only_user0, target, items, TAU)
-    assert dense_all_action_loss(*args, log_q=log_q) < dense_all_action_loss(*args)
-
-
-def test_explicit_negatives_replace_in_batch_ones():
-    torch.manual_seed(6)
-    user, target, items = _unit(2, 2, 8), _unit(2, 2, 8), torch.tensor([[0, 1], [2, -1]])
-    catalogue = _unit(4, 8)
-    valid = torch.ones(2, 2, dtype=torch.bool)
-    got = dense_all_action_loss(user, valid, target, items, TAU, negatives=catalogue,
-                                negative_items=torch.arange(4))
-    total, count = 0.0, 0
-    for b in range(2):
-        negs = [c for c in range(4) if c not in items[b].tolist()]
-        for h in range(2):
-            for t in range(2):
-                if items[b, t] < 0:
-                    continue
-                pos = user[b, h] @ target[b, t] / TAU
-                neg = catalogue[negs] @ user[b, h] / TAU
-                total += float(torch.logsumexp(torch.cat([pos[None], neg]), 0) - pos)
-                count += 1
-    assert got.item() == pytest.approx(total / count, rel=1e-5)
-
-
-def test_masked_items_are_not_negatives():
-    torch.manual_seed(7)
-    user, target = _unit(3, 1, 8), _unit(3, 1, 8)
-    items = torch.tensor([[0], [1], [2]])
-    valid = torch.ones(3, 1, dtype=torch.bool)
-    # Masking item 1 for user 0 and nothing else equals the brute force with item 1 removed.
-    masked = torch.tensor([[1, -1], [-1, -1], [-1, -1]])
-    got = dense_all_action_loss(user, valid, target, items, TAU, masked_items=masked)
-    logit = lambda b, c: user[b, 0] @ target[c, 0] / TAU  # noqa: E731
-    rows = [[0, 2], [1, 0, 2], [2, 0, 1]]  # positive first, then the negatives left
-    want = sum(torch.logsumexp(torch.stack([logit(b, c) for c in r]), 0) - logit(b, b)
-               for b, r in enumerate(rows)) / 3
-    assert got.item() == pytest.approx(float(want), rel=1e-5)
+    user, items = _unit(64, 16), _unit(400, 16)
+    target = torch.randint(0, 400, (64,))
+    full = float(full_softmax_loss(user, items, target, 0.2))
+    others = torch.ones(64, 400, dtype=torch.bool)
+    others[torch.arange(64), target] = False
+    every = sampled_softmax_loss(user, items[target], items, 0.2, 0.0, ~others)
+    assert math.isclose(float(every), full, rel_tol=1e-5)
+    halves = []
+    for seed in range(20):
+        pick = torch.randperm(400, generator=torch.Generator().manual_seed(seed))[:200]
+        excluded = pick[None, :] == target[:, None]
+        halves.append(float(sampled_softmax_loss(user, items[target], items[pick], 0.2, math.log(0.5), excluded)))
+    assert abs(sum(halves) / len(halves) - full) < 0.05 * full

@@ -12,14 +12,33 @@ from shared.model.onnx_export import export_version, new_version_id
 from shared.model.towers import LearnConfig, LearnModel
 
 
+ID_ITEMS = ["a", "b", "c", "d"]
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
+    """A hybrid model whose last ID row has no item (rows beyond ``id_items`` are not exported)."""
     torch.manual_seed(1)
-    model = LearnModel(LearnConfig(content_dim=20, model_dim=32, output_dim=16, max_len=10)).eval()
+    model = LearnModel(LearnConfig(content_dim=20, model_dim=32, output_dim=16, max_len=10, id_rows=5, id_scale=3.0)).eval()
+    with torch.no_grad():
+        model.id_table.normal_()
     version = new_version_id()
     out = tmp_path_factory.mktemp("models") / version
-    meta = export_version(model, out, {"encoder": "tiny"})
+    meta = export_version(model, out, {"encoder": "tiny"}, id_items=ID_ITEMS)
     return model, out, meta
+
+
+def _loaded(out):
+    from shared.model_versions import LoadedVersion, VersionInfo
+
+    meta = json.loads((out / "meta.json").read_text())
+    fields = {k: meta[k] for k in VersionInfo.__dataclass_fields__ if k in meta}
+    return LoadedVersion(VersionInfo(path=out, **fields))
+
+
+def _id_vectors(model, names):
+    rows = torch.tensor([ID_ITEMS.index(n) if n in ID_ITEMS else -1 for n in names])
+    return model.id_vectors(rows)
 
 
 def test_version_id_format():
@@ -32,6 +51,8 @@ def test_meta(exported):
     assert on_disk == meta
     assert meta["version"] == out.name and meta["encoder"] == "tiny"
     assert (meta["content_dim"], meta["output_dim"], meta["max_history"]) == (20, 16, 10)
+    assert (meta["id_dim"], meta["id_rows"]) == (32, 4)
+    assert json.loads((out / "id_items.json").read_text()) == ID_ITEMS
     assert {"created_at", "source"} <= set(meta)
 
 
@@ -48,10 +69,12 @@ def test_user_tower_agrees_with_torch(exported, batch, seq):
     content = rng.standard_normal((batch, seq, 20)).astype(np.float32)
     lengths = rng.integers(1, seq + 1, size=batch)
     mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int64)
-    sess = ort.InferenceSession(str(out / "user_tower.onnx"), providers=["CPUExecutionProvider"])
-    (got,) = sess.run(["user_vector"], {"content": content, "mask": mask})
+    names = [[str(rng.choice(ID_ITEMS + ["new"])) for _ in range(n)] for n in lengths]
+    got = _loaded(out).user_vectors(content, mask, names)
+    padded = [row + ["pad"] * (seq - len(row)) for row in names]
     with torch.no_grad():
-        want = model.user_tower(torch.from_numpy(content), torch.from_numpy(mask)).numpy()
+        ids = torch.stack([_id_vectors(model, row) for row in padded])
+        want = model.user_tower(torch.from_numpy(content), torch.from_numpy(mask), ids).numpy()
     assert got.shape == (batch, 16)
     assert np.abs(got - want).max() <= 1e-4
 
@@ -60,9 +83,22 @@ def test_user_tower_agrees_with_torch(exported, batch, seq):
 def test_item_tower_agrees_with_torch(exported, batch):
     model, out, _ = exported
     content = np.random.default_rng(batch).standard_normal((batch, 20)).astype(np.float32)
-    sess = ort.InferenceSession(str(out / "item_tower.onnx"), providers=["CPUExecutionProvider"])
-    (got,) = sess.run(["item_vector"], {"content": content})
+    names = [(ID_ITEMS + ["new"])[i % 5] for i in range(batch)]
+    got = _loaded(out).item_vectors(content, names)
     with torch.no_grad():
-        want = model.item_tower(torch.from_numpy(content)).numpy()
+        want = model.item_tower(torch.from_numpy(content), _id_vectors(model, names)).numpy()
     assert got.shape == (batch, 16)
     assert np.abs(got - want).max() <= 1e-4
+
+
+def test_a_content_only_model_takes_no_item_ids(tmp_path):
+    model = LearnModel(LearnConfig(content_dim=20, model_dim=32, output_dim=16, item_ids="none")).eval()
+    out = tmp_path / new_version_id()
+    assert export_version(model, out, {"encoder": "tiny"})["id_dim"] == 0
+    assert not (out / "id_table.npy").exists()
+    sess = ort.InferenceSession(str(out / "item_tower.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["content"]
+    content = np.random.default_rng(0).standard_normal((3, 20)).astype(np.float32)
+    with torch.no_grad():
+        want = model.item_tower(torch.from_numpy(content)).numpy()
+    assert np.abs(_loaded(out).item_vectors(content) - want).max() <= 1e-4

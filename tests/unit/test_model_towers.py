@@ -1,4 +1,4 @@
-"""LearnModel: shapes, normalisation, causality, padding and item-tower variants."""
+"""LearnModel: shapes, normalisation, causality, padding, item IDs and item-tower variants."""
 
 import pytest
 import torch
@@ -38,42 +38,77 @@ def test_attention_is_causal():
     assert not torch.allclose(a[:, 3], b[:, 3])
 
 
-@pytest.mark.parametrize("variant", ["shared", "itemwise", "none"])
-def test_item_tower_variants(variant):
-    model = _model(item_tower=variant)
+@pytest.mark.parametrize("variant", ["shared", "none"])
+def test_item_tower_encodes_each_item_alone(variant):
+    model = _model(item_tower=variant, item_ids="none")
     items = torch.randn(4, 12)
     alone = model.item_tower(items)
     assert alone.shape == (4, 8)
     assert torch.allclose(alone.norm(dim=-1), torch.ones(4), atol=1e-5)
-    seq = model.item_sequence_tower(items.view(2, 2, 12))
-    assert seq.shape == (2, 2, 8)
-    # The first target of a sequence, and every target when items are encoded alone, equals
-    # the serving-time (alone) encoding.
-    assert torch.allclose(seq[:, 0], alone.view(2, 2, 8)[:, 0], atol=1e-5)
-    if variant != "shared":
-        assert torch.allclose(seq.reshape(4, 8), alone, atol=1e-5)
+    one_by_one = torch.cat([model.item_tower(items[i : i + 1]) for i in range(4)])
+    assert torch.allclose(alone, one_by_one, atol=1e-6)
 
 
-def test_unknown_variant_rejected():
+def test_unknown_or_inconsistent_variants_rejected():
     with pytest.raises(ValueError):
         _model(item_tower="bogus")
+    with pytest.raises(ValueError):
+        _model(item_ids="bogus")
+    with pytest.raises(ValueError, match="content only"):
+        _model(item_tower="none", item_ids="hybrid")
+
+
+def test_an_item_without_an_id_row_is_its_content_alone():
+    model = _model(id_rows=3)
+    with torch.no_grad():
+        model.id_table.normal_()
+    content = torch.randn(2, 12)
+    rows = torch.tensor([1, -1])
+    hybrid = model.item_tower(content, model.id_vectors(rows))
+    assert not torch.allclose(hybrid[0], model.item_tower(content[:1])[0])
+    assert torch.allclose(hybrid[1], model.item_tower(content[1:])[0], atol=1e-6)
+
+
+def test_id_dropout_drops_rows_in_training_only():
+    model = _model(id_rows=1, id_dropout=0.5)
+    with torch.no_grad():
+        model.id_table.fill_(1.0)
+    rows = torch.zeros(10_000, dtype=torch.long)
+    assert model.id_vectors(rows).abs().sum(-1).gt(0).all()  # eval: every row kept
+    kept = model.train().id_vectors(rows).abs().sum(-1).gt(0).float().mean()
+    assert 0.45 < kept < 0.55
+
+
+def test_content_only_and_id_only_models():
+    assert _model(item_ids="none").id_vectors(torch.tensor([0])) is None
+    only = _model(item_ids="only", id_rows=2)
+    with torch.no_grad():
+        only.id_table.normal_()
+    rows = only.id_vectors(torch.tensor([0, 0]))
+    a = only.item_tower(torch.randn(2, 12), rows)
+    assert torch.allclose(a[0], a[1], atol=1e-6)  # the content is ignored
+
+
+def test_grow_ids_keeps_rows_and_zero_fills():
+    model = _model(id_rows=2)
+    with torch.no_grad():
+        model.id_table.fill_(3.0)
+    old = model.grow_ids(5)
+    assert old is not None and model.config.id_rows == 5
+    assert torch.equal(model.id_table[:2], torch.full((2, 16), 3.0))
+    assert not model.id_table[2:].any()
+    assert model.grow_ids(4) is None
 
 
 def test_checkpoint_round_trip(tmp_path):
-    model = _model(item_tower="none")
+    model = _model(id_rows=4)
+    model.grow_ids(6)
+    with torch.no_grad():
+        model.id_table.normal_()
     path = checkpoint.save(tmp_path / "sub" / "model.pt", model, {"step": 7, "offsets": {"0": 3}})
     loaded, extra = checkpoint.load(path)
     assert extra == {"step": 7, "offsets": {"0": 3}}
     assert loaded.config == model.config
-    x = torch.randn(2, 12)
-    assert torch.equal(loaded.item_tower(x), model.item_tower(x))
+    x, rows = torch.randn(2, 12), torch.tensor([5, -1])
+    assert torch.equal(loaded.item_tower(x, loaded.id_vectors(rows)), model.item_tower(x, model.id_vectors(rows)))
     assert not list(tmp_path.joinpath("sub").glob("*.tmp"))
-
-
-def test_encode_by_length_matches_encode_sequence_at_real_positions():
-    model = _model()
-    x, lengths = torch.randn(7, 6, 12), torch.tensor([1, 6, 2, 3, 5, 1, 4])
-    real = torch.arange(6)[None, :] < lengths[:, None]
-    grouped = model.encode_by_length(x, lengths)
-    assert torch.allclose(grouped[real], model.encode_sequence(x)[real], atol=1e-5)
-    assert not grouped[~real].any()

@@ -1,4 +1,5 @@
-"""The online trainer's core without Kafka: sequences, replay, examples, steps, checkpoints."""
+"""The online trainer's core without Kafka: sequences, replay, examples, steps, ID rows, the
+held-back events, checkpoints, and train/serve parity."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from shared.model.onnx_export import export_version
 from shared.model.towers import LearnConfig, LearnModel
 from shared.schemas import InteractionEvent
 from trainer import checkpointing
 from trainer.content import ContentTable
-from trainer.examples import collate, examples_from_events, examples_from_snapshots
+from trainer.examples import collate, examples_from_snapshots
+from trainer.id_index import IdIndex
 from trainer.online import OnlineTrainer, TrainConfig
 from trainer.sequences import ReplayBuffer, UserSequences
 
@@ -36,20 +39,20 @@ def _table(n_items: int = 30) -> ContentTable:
     return table
 
 
-def _events(n: int, users: int = 6, items: int = 30, seed: int = 0) -> list[InteractionEvent]:
+def _events(n: int, users: int = 6, items: int = 30, seed: int = 0, start: int = 0) -> list[InteractionEvent]:
     rng = random.Random(seed)
     out = []
-    for k in range(n):
+    for k in range(start, start + n):
         u = rng.randrange(users)
         # each user walks through items with a user-specific stride: learnable structure
         out.append(InteractionEvent(event_id=f"e{k}", user_id=f"u{u}", item_id=f"i{(u * 5 + k) % items}"))
     return out
 
 
-def _trainer(**kw) -> OnlineTrainer:
-    cfg = TrainConfig(batch_size=16, audit=True, **kw)
+def _trainer(max_len: int = 8, **kw) -> OnlineTrainer:
+    cfg = TrainConfig(batch_size=16, audit=True, negatives=12, **{"gate_events": 0, "id_min_count": 1, **kw})
     torch.manual_seed(0)
-    model = LearnModel(LearnConfig(DIM, model_dim=32, num_layers=1, output_dim=16, max_len=cfg.history_len))
+    model = LearnModel(LearnConfig(DIM, model_dim=32, num_layers=1, output_dim=16, max_len=max_len))
     return OnlineTrainer(model, _table(), cfg, encoder="test")
 
 
@@ -73,27 +76,22 @@ def test_replay_buffer_is_a_bounded_uniform_sample():
     assert buf.offered == 5000
 
 
-def test_examples_split_history_and_targets():
-    examples = examples_from_events(
-        {"a": ["x", "y"], "b": []}, {"a": ["z", "w", "v"], "b": ["p", "q", "r"], "c": ["s"]}, max_targets=2
-    )
-    assert examples == [[(["x", "y"], ["z", "w"]), (["p"], ["q", "r"])], [(["x", "y", "z", "w"], ["v"])]]
-    cut = examples_from_snapshots([["1", "2", "3"]], random.Random(0))[0]
-    assert cut[0] + cut[1] == ["1", "2", "3"] and cut[0] and cut[1]
+def test_snapshots_are_cut_into_history_and_next_item():
+    history, target = examples_from_snapshots([["1", "2", "3"]], random.Random(0))[0]
+    assert history + [target] == ["1", "2", "3"][: len(history) + 1] and history
 
 
-def test_collate_pads_right_and_drops_unknown_items():
-    table = _table(5)
-    batch = collate([(["i0", "nope", "i1", "i2"], ["i3"]), (["i4"], ["i0", "i1"]), (["nope"], ["i2"])], table, 2, 10)
+def test_collate_pads_right_keeps_the_latest_items_and_drops_unknown_ones():
+    table, ids = _table(5), IdIndex(["i2", "i0"])
+    batch = collate([(["i0", "nope", "i1", "i2"], "i3"), (["i4"], "i0"), (["nope"], "i2")], table, ids, 2)
     assert batch is not None and len(batch) == 2
     assert batch.history_mask.tolist() == [[True, True], [True, False]]
-    assert batch.target_mask.tolist() == [[True, False], [True, True]]
-    hist, tgt = batch.content(table)
-    assert hist.shape == (2, 2, DIM) and tgt.shape == (2, 2, DIM)
+    assert batch.history.tolist() == [[1, 2], [4, 0]]
+    assert batch.history_ids.tolist() == [[-1, 0], [-1, -1]]
+    assert batch.target.tolist() == [3, 0] and batch.target_ids.tolist() == [-1, 1]
 
 
 def test_every_event_is_trained_once_and_loss_falls():
-    torch.manual_seed(0)
     trainer = _trainer(lr=3e-3)
     events = _events(1600)
     losses = []
@@ -106,19 +104,93 @@ def test_every_event_is_trained_once_and_loss_falls():
     assert np.mean(losses[-20:]) < np.mean(losses[1:21])
 
 
-def test_checkpoint_roundtrip_resumes_the_same_state(tmp_path):
+def test_the_latest_events_are_held_back_until_newer_ones_arrive():
+    trainer = _trainer(gate_events=40)
+    trainer.add(_events(100))
+    trainer.flush()
+    assert trainer.trained == 60 and trainer.pending == 40
+    assert len(trainer.held_back()) <= 40 and all(h and t for h, t in trainer.held_back())
+    trainer.add(_events(10, start=100))
+    trainer.flush()
+    assert trainer.trained == 70 and trainer.pending == 40
+    trainer.release_all()
+    assert trainer.trained == 110 and set(trainer.audit.values()) == {1}
+
+
+def test_items_gain_id_rows_when_their_interactions_are_trained():
     trainer = _trainer()
+    assert len(trainer.ids) == 0 and trainer.model.config.id_rows == 0
+    trainer.add(_events(64))
+    trainer.flush()
+    assert len(trainer.ids) > 0 and trainer.model.config.id_rows >= len(trainer.ids)
+    # the table was swapped for a larger one: the optimizer trains the new parameter
+    assert any(p is trainer.model.id_table for g in trainer.optimizer.param_groups for p in g["params"])
+    assert trainer.model.id_table[: len(trainer.ids)].abs().sum(1).gt(0).any()
+    before = trainer.model.id_table.detach().clone()
+    trainer.add(_events(64, start=64))
+    trainer.flush()
+    assert not torch.equal(before, trainer.model.id_table[: len(before)].detach())
+
+
+def test_an_item_gets_its_id_row_after_enough_trained_interactions():
+    trainer = _trainer(id_min_count=3)
+    clicks = ["i5", "i1", "i6", "i1", "i7", "i1"]  # the first click is no example: no history
+    trainer.add([InteractionEvent(event_id=f"x{k}", user_id="w", item_id=i) for k, i in enumerate(clicks)])
+    trainer.flush()
+    assert trainer.ids.items == ["i1"] and trainer.id_counts == {"i6": 1, "i7": 1}
+    assert trainer.model.config.id_rows >= 1
+
+
+def test_the_history_window_is_the_models_and_scores_match_the_served_towers(tmp_path):
+    """Train/serve parity: the trainer feeds the user tower the model's ``max_len`` latest items
+    (what serving feeds it: the exported ``max_history``), and its user and item vectors equal
+    those of the exported version, every item encoded alone."""
+    from shared.model_versions import LoadedVersion, VersionInfo
+
+    trainer = _trainer(max_len=5)
+    trainer.add(_events(200))
+    trainer.flush()
+    history = [f"i{k}" for k in range(12)]
+    batch = collate([(history, "i20"), (history[:3], "i7")], trainer.content, trainer.ids, trainer.history_len)
+    assert batch.history.shape[1] == 5 and batch.history[0].tolist() == list(range(7, 12))
+    trainer.model.eval()
+    with torch.no_grad():
+        user, item = trainer.vectors(batch)
+    meta = export_version(trainer.model, tmp_path / "v", {"encoder": "test"}, trainer.ids.items)
+    assert meta["max_history"] == trainer.history_len
+    fields = {k: meta[k] for k in VersionInfo.__dataclass_fields__ if k in meta}
+    served = LoadedVersion(VersionInfo(path=tmp_path / "v", **fields))
+    rows, mask = batch.history.numpy(), batch.history_mask.numpy()
+    names = [trainer.content.item_ids(r[m]) for r, m in zip(rows, mask, strict=True)]
+    served_user = served.user_vectors(trainer.content.lookup(rows), mask.astype(np.int64), names)
+    served_item = served.item_vectors(trainer.content.lookup(batch.target.numpy()), ["i20", "i7"])
+    assert np.abs(served_user - user.numpy()).max() < 1e-4
+    assert np.abs(served_item - item.numpy()).max() < 1e-4
+
+
+def test_checkpoint_roundtrip_resumes_the_same_state(tmp_path):
+    trainer = _trainer(gate_events=10)
     events = _events(90)
     trainer.add(events[:50], {"t:0": 50})
     path = tmp_path / "online.ckpt"
-    trainer.save(path)  # flushes the 50 - 48 = 2 pending events first
-    assert trainer.pending == 0
+    trainer.save(path)  # trains the 40 released events; the 10 held back are saved as they are
+    assert trainer.trained == 32 + 8 and trainer.pending == 10
     model, extra = checkpointing.load(path)
     resumed = OnlineTrainer.restore(model, extra, _table(), trainer.cfg, "ignored")
-    assert resumed.offsets == {"t:0": 50} and resumed.trained == 50 and resumed.encoder == "test"
+    assert resumed.offsets == {"t:0": 50} and resumed.trained == 40 and resumed.encoder == "test"
     assert resumed.sequences.state() == trainer.sequences.state()
+    assert list(resumed.holdback) == list(trainer.holdback) and resumed.ids.items == trainer.ids.items
     for a, b in zip(resumed.model.state_dict().values(), trainer.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     resumed.add(events[50:])
-    resumed.flush()
+    resumed.release_all()
     assert resumed.trained == 90 and set(resumed.audit.values()) == {1}
+
+
+def test_an_offline_checkpoint_gives_weights_and_id_rows(tmp_path):
+    model = LearnModel(LearnConfig(DIM, model_dim=32, num_layers=1, output_dim=16, id_rows=3))
+    path = tmp_path / "offline.pt"
+    checkpointing.save(path, model, {"id_items": ["i3", "i1", "i9"], "encoder": "test"})
+    loaded, extra = checkpointing.load(path)
+    trainer = OnlineTrainer.restore(loaded, extra, _table(), TrainConfig(), "test")
+    assert trainer.ids.items == ["i3", "i1", "i9"] and trainer.trained == 0

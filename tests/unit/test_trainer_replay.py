@@ -12,8 +12,10 @@ from shared.model.towers import LearnConfig, LearnModel
 from shared.schemas import InteractionEvent
 from trainer.content import ContentTable
 from trainer.data import load_dataset
+from trainer.id_index import IdIndex
 from trainer.online import OnlineTrainer, TrainConfig
-from trainer.replay import Prequential, ServedModel, curve, event_times, pretrain, time_ordered
+from trainer.prequential import Prequential, ServedModel, curve
+from trainer.stream_order import event_times, time_ordered
 
 
 def _log(tmp_path):
@@ -44,7 +46,7 @@ def test_data_without_timestamps_interleave_users_and_keep_their_order():
     assert all(np.all(np.diff(t) >= 0) for t in times)
 
 
-def test_prequential_scores_before_training_and_builds_a_curve(tmp_path):
+def test_prequential_scores_before_training_and_builds_a_curve():
     torch.set_num_threads(1)
     torch.manual_seed(0)
     n_items, dim = 12, 8
@@ -52,17 +54,18 @@ def test_prequential_scores_before_training_and_builds_a_curve(tmp_path):
     table = ContentTable(dim)
     item_ids = [f"i{k}" for k in range(n_items)]
     table.update(item_ids, content.numpy())
-    cfg = TrainConfig(batch_size=4)
-    trainer = OnlineTrainer(LearnModel(LearnConfig(dim, model_dim=16, num_layers=1, output_dim=8, max_len=cfg.history_len)),
-                            table, cfg, "test")
-    pretrain(trainer, [["i0", "i1", "i2"], ["i3", "i4", "i5"]], epochs=1)
-    evaluation = Prequential(trainer, ServedModel(trainer.model, content), content, item_ids, publish_every=4, score_every=1)
+    trainer = OnlineTrainer(LearnModel(LearnConfig(dim, model_dim=16, num_layers=1, output_dim=8, max_len=4)),
+                            table, TrainConfig(batch_size=4, gate_events=0, negatives=6, id_min_count=1), "test", IdIndex())
+    frozen = ServedModel(trainer.model, trainer.ids, content, item_ids)
+    evaluation = Prequential(trainer, frozen, content, item_ids, publish_every=4, score_every=1)
     events = [InteractionEvent(event_id=f"e{k}", user_id=f"u{k % 2}", item_id=f"i{k % n_items}") for k in range(24)]
     for start in range(0, 24, 4):
         evaluation.process(events[start : start + 4])
     # every event but each user's first is scored, by every method
     assert {len(h) for h in evaluation.tally.hits.values()} == {22}
-    assert trainer.trained == 24
+    assert trainer.trained == 24 and len(evaluation.publishes) == 6
+    assert evaluation.online.rows.ge(0).sum() == len(trainer.ids) > 0  # served with the rows it had
+    assert frozen.rows.lt(0).all()
     points = curve(evaluation.tally, points=4)
     assert len(points) == 4 and points[-1]["scored_to"] == 22
     assert set(points[0]) == {"scored_from", "scored_to", "online", "frozen", "popularity"}

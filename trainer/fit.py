@@ -1,0 +1,107 @@
+"""The offline training loop every model shares (LEARN and the SASRec baseline).
+
+AdamW steps over an endless stream of batches; every ``eval_every`` steps the model is scored
+on the validation split (NDCG@10, history masked, full ranking) and the best weights are kept.
+Training stops after ``patience`` evaluations without improvement, after ``max_steps``, or when
+``max_minutes`` of wall time (training and evaluation together) are spent, whichever comes
+first; the report says which, with the steps run and the best step. Steps, not epochs, so a
+small data set trains as long as a large one.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from trainer.data import Split
+from trainer.evaluate import Scorer, evaluate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitConfig:
+    """How a model is trained offline (the same for every model in a comparison)."""
+
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    eval_every: int = 200
+    patience: int = 5
+    max_steps: int = 200_000
+    max_minutes: float = 15.0
+    seed: int = 0
+
+
+def _lr_factor(step: int, warmup: int) -> float:
+    return min(1.0, (step + 1) / max(1, warmup))
+
+
+def fit(
+    model: torch.nn.Module,
+    batches: Iterator,
+    loss_fn: Callable[[object], torch.Tensor],
+    make_scorer: Callable[[], Scorer],
+    split: Split,
+    cfg: FitConfig,
+    progress: bool = True,
+    desc: str = "training",
+) -> dict:
+    """Train ``model`` on ``batches`` with ``loss_fn(batch) -> scalar``; the best weights (by
+    validation NDCG@10 of ``make_scorer()``) are loaded back. -> report (JSON-ready)."""
+    torch.manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.warmup_steps))
+    best, best_state, best_step, history = -1.0, copy.deepcopy(model.state_dict()), 0, []
+    started = time.monotonic()
+    stopped_by, losses, step = "max_steps", [], 0
+    bar = tqdm(total=cfg.max_steps, desc=desc, unit="step", disable=not progress)
+    while step < cfg.max_steps:
+        model.train()
+        loss = loss_fn(next(batches))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        step += 1
+        bar.update(1)
+        out_of_time = time.monotonic() - started >= cfg.max_minutes * 60
+        if step % cfg.eval_every and not out_of_time and step < cfg.max_steps:
+            continue
+        model.eval()
+        valid = evaluate(make_scorer(), split, split.valid)["overall"]
+        history.append({"step": step, "loss": float(np.mean(losses)), "seconds": round(time.monotonic() - started, 1),
+                        "recall@10": valid["recall@10"], "ndcg@10": valid["ndcg@10"]})
+        losses = []
+        if valid["ndcg@10"] > best:
+            best, best_state, best_step = valid["ndcg@10"], copy.deepcopy(model.state_dict()), step
+        bar.set_postfix(r10=f"{valid['recall@10']:.4f}", n10=f"{valid['ndcg@10']:.4f}", best=best_step)
+        if out_of_time or time.monotonic() - started >= cfg.max_minutes * 60:
+            stopped_by = "time"
+            break
+        if len(history) - 1 - next(i for i, h in enumerate(history) if h["step"] == best_step) >= cfg.patience:
+            stopped_by = "patience"
+            break
+    bar.close()
+    model.load_state_dict(best_state)
+    model.eval()
+    return {
+        "train_seconds": round(time.monotonic() - started, 1),
+        "steps": step,
+        "best_step": best_step,
+        "examples_seen": step * cfg.batch_size,
+        "stopped_by": stopped_by,
+        "valid": next(h for h in history if h["step"] == best_step),
+        "history": history,
+        "fit_config": asdict(cfg),
+    }

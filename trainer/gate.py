@@ -1,0 +1,100 @@
+"""The publish gate: a candidate version must not serve worse than the current one.
+
+Before a version becomes current it is scored, with its exported towers (what would serve),
+on the trainer's held-back events: the most recent interactions, which no model has trained on.
+For each, the user's history ranks every item with content (history items excluded) and a hit
+is the true next item in the top ``k``; the current version is scored on the same events. The
+candidate passes when its Recall@k is at least the current one's minus ``tolerance``, or when
+there is no current version, too few events to judge, or an operator forced the publish.
+Every decision is logged, counted in Prometheus and kept in Redis (``{p}:model:gate``, newest
+first, bounded) for reports.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import redis
+from prometheus_client import Counter, Gauge
+
+from shared.model_versions import LoadedVersion
+from shared.redis_keys import RedisKeys
+from trainer.content import ContentTable
+from trainer.examples import Example, collate
+from trainer.id_index import IdIndex
+
+DECISIONS = Counter("learnrec_gate_decisions_total", "Publish-gate decisions", ["decision"])
+RECALL = Gauge("learnrec_gate_recall", "Recall@10 on held-back events at the last gate", ["version"])
+KEPT_DECISIONS = 200
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """One gate decision with both figures (``current_recall`` None: nothing served yet)."""
+
+    candidate: str
+    current: str | None
+    events: int
+    candidate_recall: float | None
+    current_recall: float | None
+    published: bool
+    reason: str
+    at: float
+
+
+def recall_at_k(version: LoadedVersion, examples: Sequence[Example], content: ContentTable, k: int = 10,
+                batch: int = 256) -> float:
+    """Recall@k of ``version`` on ``examples`` over every item of ``content``."""
+    catalogue = content.item_ids(np.arange(len(content)))
+    items = version.item_vectors(content.lookup(np.arange(len(content))), catalogue)  # [N, out]
+    hits = 0
+    for start in range(0, len(examples), batch):
+        chunk = collate(examples[start : start + batch], content, IdIndex(), version.info.max_history)
+        if chunk is None:
+            continue
+        rows, mask = chunk.history.numpy(), chunk.history_mask.numpy()
+        histories = [content.item_ids(r[m]) for r, m in zip(rows, mask, strict=True)]
+        users = version.user_vectors(content.lookup(rows), mask.astype(np.int64), histories)
+        scores = users @ items.T  # [B, N]
+        for b, (r, m) in enumerate(zip(rows, mask, strict=True)):
+            scores[b, r[m]] = -np.inf
+        target = chunk.target.numpy()
+        beaten = (scores > scores[np.arange(len(target)), target][:, None]).sum(1)
+        hits += int((beaten < k).sum())
+    return hits / max(1, len(examples))
+
+
+def decide(candidate: LoadedVersion, current: LoadedVersion | None, examples: Sequence[Example],
+           content: ContentTable, tolerance: float, min_events: int, forced: bool = False) -> GateDecision:
+    """Score both versions on ``examples`` and decide (see the module docstring)."""
+    name, now = candidate.info.version, time.time()
+    current_name = current.info.version if current is not None else None
+    if forced or current is None or len(examples) < min_events:
+        reason = "forced" if forced else "no current version" if current is None else "too few held-back events"
+        return GateDecision(name, current_name, len(examples), None, None, True, reason, now)
+    ours, theirs = recall_at_k(candidate, examples, content), recall_at_k(current, examples, content)
+    passed = ours >= theirs - tolerance
+    reason = f"recall@10 {ours:.4f} vs {theirs:.4f} (tolerance {tolerance})"
+    return GateDecision(name, current_name, len(examples), ours, theirs, passed, reason, now)
+
+
+def record(decision: GateDecision, client: redis.Redis, keys: RedisKeys) -> None:
+    """Count, expose and keep the decision (newest first, the last ``KEPT_DECISIONS``)."""
+    DECISIONS.labels("published" if decision.published else "held").inc()
+    if decision.candidate_recall is not None:
+        RECALL.labels("candidate").set(decision.candidate_recall)
+    if decision.current_recall is not None:
+        RECALL.labels("current").set(decision.current_recall)
+    pipe = client.pipeline(transaction=False)
+    pipe.lpush(keys.model_gate(), json.dumps(asdict(decision)))
+    pipe.ltrim(keys.model_gate(), 0, KEPT_DECISIONS - 1)
+    pipe.execute()
+
+
+def decisions(client: redis.Redis, keys: RedisKeys) -> list[GateDecision]:
+    """The kept decisions, oldest first."""
+    return [GateDecision(**json.loads(raw)) for raw in reversed(client.lrange(keys.model_gate(), 0, -1))]
