@@ -13,10 +13,9 @@ import threading
 import uuid
 
 import pytest
-
-from shared.config import Settings
 from kafka import ConsumerRebalanceListener
 
+from shared.config import Settings
 from shared.kafka_io import TopicsNotReady, ensure_topics, make_consumer, wait_for_partitions
 from shared.redis_keys import RedisKeys
 from shared.schemas import InteractionEvent, ItemEvent

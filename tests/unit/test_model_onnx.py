@@ -11,7 +11,6 @@ import torch
 from shared.model.onnx_export import export_version, new_version_id
 from shared.model.towers import LearnConfig, LearnModel
 
-
 ID_ITEMS = ["a", "b", "c", "d"]
 
 
