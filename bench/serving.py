@@ -62,9 +62,11 @@ def fill(settings: Settings, args: argparse.Namespace) -> str:
     """Catalogue, histories and a registered current model version; returns the version id."""
     client = make_redis(settings)
     keys = RedisKeys.from_settings(settings)
-    torch_model = LearnModel(LearnConfig(content_dim=args.content_dim, output_dim=args.output_dim))
+    # a hybrid model with an ID row for every item: the request path looks rows up as it would
+    torch_model = LearnModel(LearnConfig(content_dim=args.content_dim, output_dim=args.output_dim, id_rows=args.items))
     version = f"v{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-bench0"
-    export_version(torch_model, settings.model_dir / version, {"encoder": "bench-random"})
+    export_version(torch_model, settings.model_dir / version, {"encoder": "bench-random"},
+                   [f"item-{n}" for n in range(args.items)])
     rng = np.random.default_rng(0)
     for start in range(0, args.items, FILL_BATCH):
         ids = [f"item-{n}" for n in range(start, min(start + FILL_BATCH, args.items))]

@@ -6,42 +6,49 @@ other's state and nothing needs cleaning first.
 
 from __future__ import annotations
 
-import heapq
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
-from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from demo.metrics import ColdStartExample, DemoMetrics, UserExample
-from demo.probes import AnnouncementWatcher, ServingClient
-from demo.processes import Component, Fleet
+from demo.frozen import FrozenVersion
+from demo.metrics import DemoMetrics
+from demo.new_items import NewItemRanks, story
+from demo.prequential import PrequentialScorer
+from demo.probes import (
+    AnnouncementWatcher,
+    ColdStartProbe,
+    GroupOffsets,
+    ServingClient,
+    collect_user_examples,
+    count_dead_letters,
+)
+from demo.processes import Component, Fleet, free_port
 from demo.report import write_report
 from demo.sources import DemoData
+from demo.status import StatusDisplay
 from shared.config import Settings, process_env
 from shared.kafka_io import ensure_topics, make_producer
+from shared.model_versions import ModelRegistry
 from shared.redis_client import make_redis
 from shared.redis_keys import RedisKeys
-from shared.schemas import InteractionEvent, ItemEvent
+from shared.schemas import ItemEvent
 from shared.topics import (
-    DEAD_LETTER,
     GROUP_HISTORY_UPDATER,
+    GROUP_TRAINER,
     INTERACTIONS,
     ITEMS,
     group_name,
     topic_name,
 )
+from trainer.gate import decisions
 
 
 @dataclass(frozen=True)
@@ -52,32 +59,6 @@ class DemoOptions:
     keep_serving: bool = False
     report_dir: Path = Path("reports")
     user_examples: int = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _status_table(metrics: DemoMetrics, total: int, version: str | None) -> Table:
-    summary = metrics.summary()
-    table = Table(title="learnrec demo", show_header=False)
-    fresh, lat = summary["freshness_ms"], summary["serving_latency_ms"]
-    served, popular = metrics.recall(last=500)
-    rows = [
-        ("elapsed", f"{summary['seconds']} s"),
-        ("events published", f"{metrics.items_published + metrics.interactions_published} / {total}"),
-        ("model version", version or "-"),
-        ("versions published", str(len(metrics.versions))),
-        ("freshness p50 / p99", f"{fresh['p50']} / {fresh['p99']} ms"),
-        ("serving p50 / p99", f"{lat['p50']} / {lat['p99']} ms ({lat['errors']} errors)"),
-        ("Recall@10 (last 500) served / popularity", f"{served:.3f} / {popular:.3f}"),
-        ("new items recommended", str(len(metrics.cold_starts))),
-    ]
-    for key, value in rows:
-        table.add_row(key, value)
-    return table
 
 
 class DemoRun:
@@ -91,8 +72,8 @@ class DemoRun:
         })
         self.data = data
         self.options = options
-        self.port = _free_port()
-        self.metrics = DemoMetrics()
+        self.port = free_port()
+        self.metrics = DemoMetrics(gate_events=self.settings.trainer_gate_events)
         self.redis = make_redis(self.settings)
         self.keys = RedisKeys.from_settings(self.settings)
         self.fleet = Fleet()
@@ -154,7 +135,9 @@ class DemoRun:
         created = ensure_topics(self.settings)
         self.console.print(f"run {self.run_id}: data [bold]{self.data.name}[/], topics {', '.join(created)}")
         producer = make_producer(self.settings)
-        watcher = AnnouncementWatcher(self.redis, self.keys, self.metrics)
+        trainer = GroupOffsets(self.settings, group_name(self.settings, GROUP_TRAINER),
+                               topic_name(self.settings, INTERACTIONS))
+        watcher = AnnouncementWatcher(self.redis, self.keys, self.metrics, trainer)
         watcher.start()
         client = ServingClient(f"http://127.0.0.1:{self.port}", self.metrics)
         try:
@@ -162,12 +145,15 @@ class DemoRun:
             self._publish_catalogue(producer, watcher)
             self._publish_history(producer)
             self.fleet.wait_until(client.ready, 120, "the serving API to be ready")
-            self._replay(producer, watcher, client)
+            self._replay(producer, watcher, client, self._freeze_current_version())
             self._await_learned_version(watcher)
-            self._collect_user_examples(client, watcher)
-            self.metrics.dead_letters = self._count_dead_letters()
+            collect_user_examples(client, self.redis, self.keys, self.metrics, self.titles, self.new_items,
+                                  self.options.user_examples)
+            self.metrics.dead_letters = count_dead_letters(self.settings)
         finally:
             producer.close()
+            self._collect_gate_decisions()
+            self.metrics.new_item = story(self.metrics, self.titles)
             report = write_report(self.metrics, self.folder, f"learnrec demo {self.run_id} ({self.data.name})")
             if self.options.keep_serving:
                 self.console.print(f"serving stays up at http://127.0.0.1:{self.port} (Ctrl-C to stop)")
@@ -180,7 +166,10 @@ class DemoRun:
             client.close()
             codes = self.fleet.stop()
             self.console.print(f"components stopped: {codes}")
-        self.console.print(json.dumps(self.metrics.summary(), indent=2))
+        summary = self.metrics.summary()  # the long lists are in the report and summary.json
+        summary["gate"].pop("decisions")
+        summary["new_item_ranks"].pop("most_clicked")
+        self.console.print(json.dumps(summary, indent=2))
         self.console.print(f"report: [bold]{report}[/]")
         return report
 
@@ -217,46 +206,46 @@ class DemoRun:
             producer.send(topic, key=event.key, value=event.to_bytes())
         producer.flush()
         self.metrics.interactions_published_before = len(self.data.history)
-        # A consumer that names the group but never subscribes only reads its committed offsets.
-        reader = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                               group_id=group_name(self.settings, GROUP_HISTORY_UPDATER),
-                               enable_auto_commit=False)
+        reader = GroupOffsets(self.settings, group_name(self.settings, GROUP_HISTORY_UPDATER), topic)
         try:
-            partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or []]
-            ends = reader.end_offsets(partitions)
-            total = sum(ends.values())
+            ends = reader.ends()
             with Progress(TextColumn("applying the history"), BarColumn(), MofNCompleteColumn(),
                           TimeElapsedColumn(), console=self.console) as progress:
-                task = progress.add_task("history", total=total)
+                task = progress.add_task("history", total=sum(ends.values()))
 
                 def applied() -> bool:
-                    done = sum(min(reader.committed(tp) or 0, ends[tp]) for tp in partitions)
+                    done = sum(min(offset, ends[tp]) for tp, offset in reader.committed().items())
                     progress.update(task, completed=done)
-                    return done >= total
+                    return done >= sum(ends.values())
 
                 self.fleet.wait_until(applied, 600, "the history updater to apply the history")
         finally:
             reader.close()
 
-    def _replay(self, producer, watcher: AnnouncementWatcher, client: ServingClient) -> None:
-        counts: Counter[str] = Counter(event.item_id for event in self.data.history)
-        last_click: dict[str, str] = {}
-        clicks_of: dict[str, list[str]] = defaultdict(list)
-        for event in self.data.history:
-            clicks_of[event.user_id].append(event.item_id)
-        published_at: dict[str, float] = {}
-        total = len(self.data.catalogue) + len(self.data.stream)
+    def _freeze_current_version(self) -> FrozenVersion:
+        """A private copy of the version serving as the live stream begins (the offline
+        pre-trained one, unless the trainer published during the history), with the catalogue."""
+        registry = ModelRegistry.from_settings(self.settings, self.redis)
+        info = registry.info(registry.current())
+        with self.console.status(f"copying version {info.version} and projecting the catalogue with it"):
+            frozen = FrozenVersion(info, self.folder / "frozen", self.redis, self.keys)
+            frozen.sync(self.redis.scard(self.keys.items()))
+        self.metrics.frozen_version = info.version
+        self.console.print(f"frozen copy of version {info.version} ({info.source}): {len(frozen)} items")
+        return frozen
+
+    def _replay(self, producer, watcher: AnnouncementWatcher, client: ServingClient, frozen: FrozenVersion) -> None:
+        scorer = PrequentialScorer(client, self.redis, self.keys, self.metrics, frozen,
+                                   [event.item_id for event in self.data.history])
+        ranks = NewItemRanks(client, self.redis, self.keys, self.metrics, watcher.announced)
+        cold_start = ColdStartProbe(client, watcher, self.metrics, self.titles)
         interval = 1.0 / self.options.rate
         next_send = time.monotonic()
-        live = Live(_status_table(self.metrics, total, None), console=self.console, refresh_per_second=2,
-                    transient=False) if self.console.is_terminal else None
-        last_print = 0.0
-        if live:
-            live.start()
-        try:
-            malformed_at = len(self.data.stream) // 2
-            for position, event in enumerate(self.data.stream):
-                if position == malformed_at:
+        self.metrics.stream_started_at = time.time()
+        malformed_at = len(self.data.stream) // 2
+        with StatusDisplay(self.console, self.metrics, len(self.data.catalogue) + len(self.data.stream)) as status:
+            for index, event in enumerate(self.data.stream):
+                if index == malformed_at:
                     self._publish_malformed(producer)
                 delay = next_send - time.monotonic()
                 if delay > 0:
@@ -264,38 +253,35 @@ class DemoRun:
                 next_send += interval
                 if isinstance(event, ItemEvent):
                     self.new_items.add(event.item_id)
-                    published_at[event.item_id] = time.time()
-                    watcher.expect(event.item_id, published_at[event.item_id])
+                    ranks.arrived(event.item_id)
+                    now = time.time()
+                    cold_start.published(event.item_id, now)
+                    watcher.expect(event.item_id, now)
                     producer.send(topic_name(self.settings, ITEMS), key=event.key, value=event.to_bytes())
                     producer.flush()
                     self.metrics.items_published += 1
                 else:
-                    self._score(event, client, counts, clicks_of)
-                    self._probe_cold_start(client, watcher, published_at, last_click)
+                    position = self.metrics.interactions_published
+                    history = scorer.score(event, position)
+                    if history is not None:
+                        ranks.probe(event, position, history)
+                    cold_start.check()
                     producer.send(topic_name(self.settings, INTERACTIONS), key=event.key, value=event.to_bytes())
-                    counts[event.item_id] += 1
-                    last_click[event.user_id] = event.item_id
-                    clicks_of[event.user_id].append(event.item_id)
+                    scorer.clicked(event.item_id)
+                    cold_start.clicked(event.user_id, event.item_id)
                     self.metrics.interactions_published += 1
-                if live:
-                    live.update(_status_table(self.metrics, total, watcher.current_version))
-                elif time.monotonic() - last_print > 10:
-                    last_print = time.monotonic()
-                    self.console.print(_status_table(self.metrics, total, watcher.current_version))
+                status.update(watcher.current_version)
                 self.fleet.check()
+            scorer.flush()
             producer.flush()
-        finally:
-            if live:
-                live.stop()
 
     def _await_learned_version(self, watcher: AnnouncementWatcher, timeout_s: float = 180.0) -> None:
         """Wait (bounded) until the trainer has published a version learned from the live stream,
         so that every run shows the model changing under the running system."""
-        first = self.metrics.versions[0][1] if self.metrics.versions else None
         started = time.monotonic()
         with self.console.status("waiting for the trainer to publish a version learned from the stream"):
             while time.monotonic() - started < timeout_s:
-                if watcher.current_version not in (None, first):
+                if watcher.current_version not in (None, self.metrics.frozen_version):
                     return
                 self.fleet.check()
                 time.sleep(0.5)
@@ -307,86 +293,9 @@ class DemoRun:
         producer.send(topic_name(self.settings, ITEMS), key=b"bad-item", value=b"not json at all")
         self.metrics.malformed_published += 2
 
-    def _count_dead_letters(self) -> int:
-        """Distinct events in the dead-letter topic (every consumer group that rejects an event
-        writes its own record, tagged with its stage)."""
-        from kafka import KafkaConsumer, TopicPartition
-
-        from shared.dead_letter import DeadLetter
-
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                                 enable_auto_commit=False)
+    def _collect_gate_decisions(self) -> None:
+        """The publish gate's decisions, as the trainer kept them in Redis."""
         try:
-            topic = topic_name(self.settings, DEAD_LETTER)
-            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-            if not partitions:
-                return 0
-            consumer.assign(partitions)
-            consumer.seek_to_beginning(*partitions)
-            ends = consumer.end_offsets(partitions)
-            sources: set[tuple[str, int, int]] = set()
-            deadline = time.monotonic() + 10
-            while any(consumer.position(tp) < ends[tp] for tp in partitions) and time.monotonic() < deadline:
-                for records in consumer.poll(timeout_ms=200).values():
-                    for record in records:
-                        letter = DeadLetter.from_record(record)
-                        sources.add((letter.source_topic, letter.source_partition, letter.source_offset))
-            return len(sources)
-        finally:
-            consumer.close()
-
-    def _score(self, event: InteractionEvent, client: ServingClient, counts: Counter[str],
-               clicks_of: dict[str, list[str]]) -> None:
-        """Prequential: before the click is published, was its item in the served top 10?"""
-        answer = client.recommend(event.user_id, k=10)
-        if answer is None:
-            return
-        served = {i["item_id"] for i in answer["items"]}
-        # Same rule as the API's exclude_seen: the user's recent history (as the stream keeps it).
-        seen = set(clicks_of[event.user_id][-self.settings.history_length:])
-        popular = heapq.nlargest(10 + len(seen), counts, key=counts.__getitem__)
-        popular_top = [i for i in popular if i not in seen][:10]
-        position = self.metrics.interactions_published
-        self.metrics.add("prequential", (position, event.item_id in served, event.item_id in popular_top))
-
-    def _probe_cold_start(self, client: ServingClient, watcher: AnnouncementWatcher,
-                          published_at: dict[str, float], last_click: dict[str, str]) -> None:
-        """Just after a new item is announced, ask for the recommendations of users whose last
-        click was one of its nearest neighbours: is the new item already among them?"""
-        pending = [i for i in published_at if i in watcher.announced]
-        for item_id in pending:
-            t0 = published_at.pop(item_id)
-            neighbours = set(client.similar(item_id, k=5))
-            users = [u for u, last in last_click.items() if last in neighbours][:5]
-            for user in users:
-                answer = client.recommend(user, k=10)
-                ids = [i["item_id"] for i in answer["items"]] if answer else []
-                if item_id in ids:
-                    self.metrics.add("cold_starts", ColdStartExample(
-                        item_id=item_id, title=self.titles.get(item_id, item_id), published_at=t0,
-                        announced_ms=(watcher.announced[item_id] - t0) * 1000.0, user_id=user,
-                        rank=ids.index(item_id) + 1, seconds_after_publish=time.time() - t0))
-                    break
-            else:
-                self.metrics.cold_start_misses += 1
-
-    def _collect_user_examples(self, client: ServingClient, watcher: AnnouncementWatcher) -> None:
-        time.sleep(1.0)  # let the history updater apply the last clicks
-        users = Counter()
-        for key in self.redis.scan_iter(match=self.keys.history("*"), count=1000):
-            users[key.decode().rsplit(":", 1)[-1]] = self.redis.llen(key)
-        cold_users = [ex.user_id for ex in self.metrics.cold_starts[-2:]]
-        chosen = list(dict.fromkeys(cold_users + [u for u, _ in users.most_common(self.options.user_examples)]))
-        for user in chosen[: self.options.user_examples + 2]:
-            history = [h.decode() for h in self.redis.lrange(self.keys.history(user), -8, -1)]
-            answer = client.recommend(user, k=10)
-            if not answer:
-                continue
-            recs = [i["item_id"] for i in answer["items"]]
-            self.metrics.users.append(UserExample(
-                user_id=user,
-                history=[self.titles.get(i, i) for i in history],
-                recommendations=[self.titles.get(i, i) for i in recs],
-                new_items=[self.titles.get(i, i) for i in recs if i in self.new_items],
-                version=answer.get("model_version", "?"),
-            ))
+            self.metrics.gate_decisions = decisions(self.redis, self.keys)
+        except Exception as err:  # the report is written even when Redis is gone
+            self.console.print(f"[yellow]could not read the publish-gate decisions: {err}[/]")

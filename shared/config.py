@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     trainer_lr: float = Field(default=1e-3, gt=0)
     # Linear learning-rate warm-up over the first steps of a fresh optimizer (a start from an
     # offline checkpoint or from scratch): Adam's first steps are otherwise full-size.
-    trainer_warmup_steps: int = Field(default=100, ge=0)
+    trainer_warmup_steps: int = Field(default=20, ge=0)
     trainer_weight_decay: float = Field(default=0.01, ge=0)
     trainer_temperature: float = Field(default=0.05, gt=0)
     # Replay: past-sequence examples mixed into each step, as a fraction of its new examples,

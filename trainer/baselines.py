@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shared.model.loss import full_softmax_loss
-from shared.model.towers import CausalBlock, causal_mask
+from shared.model.towers import CausalBlock, causal_mask, dropout
 from trainer.data import Split
 from trainer.evaluate import Scorer
 from trainer.fit import FitConfig, fit
@@ -65,20 +65,17 @@ class SASRec(nn.Module):
         self.positions = nn.Embedding(cfg.max_len, cfg.dim)
         for emb in (self.items, self.positions):
             nn.init.normal_(emb.weight, std=0.02)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(
-            CausalBlock(cfg.dim, cfg.num_heads, 1, cfg.dropout) for _ in range(cfg.num_layers)
-        )
+        self.blocks = nn.ModuleList(CausalBlock(cfg.dim, cfg.num_heads, 1) for _ in range(cfg.num_layers))
         self.norm = nn.LayerNorm(cfg.dim)
         self.register_buffer("causal", causal_mask(cfg.max_len), persistent=False)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """``ids`` [B, L] shifted item ids (0 = right padding) -> hidden [B, L, dim]."""
         n = ids.shape[1]
-        x = self.items(ids) * self.cfg.dim**0.5 + self.positions(torch.arange(n))
-        x = self.drop(x)
+        p = self.cfg.dropout if self.training else 0.0
+        x = dropout(self.items(ids) * self.cfg.dim**0.5 + self.positions(torch.arange(n)), p)
         for block in self.blocks:
-            x = block(x, self.causal[:n, :n])
+            x = block(x, self.causal[:n, :n], p)
         return self.norm(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -63,7 +63,7 @@ def fit(
     best, best_state, best_step, history = -1.0, copy.deepcopy(model.state_dict()), 0, []
     started = time.monotonic()
     stopped_by, losses, step = "max_steps", [], 0
-    bar = tqdm(total=cfg.max_steps, desc=desc, unit="step", disable=not progress)
+    bar = tqdm(desc=desc, unit="step", disable=not progress)  # the time budget usually ends it
     while step < cfg.max_steps:
         model.train()
         loss = loss_fn(next(batches))

@@ -39,7 +39,7 @@ class LearnTrainConfig:
     mask_history: bool = True
     full_softmax_max_items: int = 8192
     sampled_negatives: int = 2048
-    id_min_count: int = 1
+    id_min_count: int = 10
 
 
 def default_configs(content_dim: int, seed: int = 0) -> tuple[LearnConfig, LearnTrainConfig]:

@@ -51,7 +51,7 @@ class TrainConfig:
 
     batch_size: int = 256
     lr: float = 1e-3
-    warmup_steps: int = 100
+    warmup_steps: int = 20
     weight_decay: float = 0.01
     temperature: float = 0.05
     replay_fraction: float = 1.0

@@ -141,9 +141,7 @@ class TrainerLoop:
             decision = decide(candidate, registry.load_version(current) if current else None,
                               trainer.held_back(), trainer.content, s.trainer_gate_tolerance,
                               s.trainer_gate_min_events, forced)
-            record(decision, registry.redis, registry.keys)
-            self.decisions.append(decision)
-            log.info("publish gate: %s %s (%s)", "published" if decision.published else "held",
+            log.info("publish gate: %s %s (%s)", "publish" if decision.published else "hold",
                      decision.candidate, decision.reason)
             if decision.published:
                 report = publish_version(registry, candidate, batch_size=s.trainer_publish_batch_size,
@@ -151,6 +149,8 @@ class TrainerLoop:
                 self.published.append(report.version)
             else:
                 registry.discard(candidate.info.version)
+            record(decision, registry.redis, registry.keys)
+            self.decisions.append(decision)
         except Exception:
             log.exception("publish failed; retrying at the next tick")
             return

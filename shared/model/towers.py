@@ -69,6 +69,14 @@ class LearnConfig:
         return self.item_ids != "none"
 
 
+def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Inverted dropout with probability ``p`` (identity at 0): a uniform-draw mask, about a
+    third cheaper on CPU than ``F.dropout``'s Bernoulli sampling, which dominated small steps."""
+    if p <= 0:
+        return x
+    return x * ((torch.rand(x.shape, device=x.device) >= p) * (1.0 / (1.0 - p)))
+
+
 def causal_mask(max_len: int) -> torch.Tensor:
     """Additive attention mask [max_len, max_len]: 0 on and below the diagonal, -inf above."""
     return torch.full((max_len, max_len), float("-inf")).triu(1)
@@ -77,7 +85,7 @@ def causal_mask(max_len: int) -> torch.Tensor:
 class CausalBlock(nn.Module):
     """Pre-norm transformer block with causal self-attention. ``[B, L, H] -> [B, L, H]``."""
 
-    def __init__(self, dim: int, heads: int, ffn_mult: int, dropout: float) -> None:
+    def __init__(self, dim: int, heads: int, ffn_mult: int) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError("model_dim must be a multiple of num_heads")
@@ -86,20 +94,20 @@ class CausalBlock(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
         self.norm2 = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(
-            nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn_mult * dim, dim)
-        )
-        self.drop = nn.Dropout(dropout)
+        self.ffn_in = nn.Linear(dim, ffn_mult * dim)
+        self.ffn_out = nn.Linear(ffn_mult * dim, dim)
 
-    def forward(self, x: torch.Tensor, causal: torch.Tensor) -> torch.Tensor:
-        """``x`` [B, L, H]; ``causal`` [L, L] additive mask (0 or -inf above the diagonal)."""
+    def forward(self, x: torch.Tensor, causal: torch.Tensor, p: float = 0.0) -> torch.Tensor:
+        """``x`` [B, L, H]; ``causal`` [L, L] additive mask (0 or -inf above the diagonal);
+        ``p`` the dropout probability (0 in evaluation)."""
         b, n, h = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, h // self.heads).unbind(2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, heads, L, h/heads]
         scores = q @ k.transpose(-1, -2) / math.sqrt(h // self.heads) + causal
-        attn = self.drop(torch.softmax(scores, dim=-1))
-        x = x + self.drop(self.out((attn @ v).transpose(1, 2).reshape(b, n, h)))
-        return x + self.drop(self.ffn(self.norm2(x)))
+        attn = dropout(torch.softmax(scores, dim=-1), p)
+        x = x + dropout(self.out((attn @ v).transpose(1, 2).reshape(b, n, h)), p)
+        hidden = dropout(F.gelu(self.ffn_in(self.norm2(x))), p)
+        return x + dropout(self.ffn_out(hidden), p)
 
 
 class LearnModel(nn.Module):
@@ -125,11 +133,9 @@ class LearnModel(nn.Module):
         self.positions = nn.Embedding(config.max_len, config.model_dim)
         nn.init.normal_(self.positions.weight, std=0.02)
         self.blocks = nn.ModuleList(
-            CausalBlock(config.model_dim, config.num_heads, config.ffn_mult, config.dropout)
-            for _ in range(config.num_layers)
+            CausalBlock(config.model_dim, config.num_heads, config.ffn_mult) for _ in range(config.num_layers)
         )
         self.norm = nn.LayerNorm(config.model_dim)
-        self.drop = nn.Dropout(config.dropout)
         self.projection = nn.Linear(config.model_dim, config.output_dim)
         if config.item_tower == "none":
             self.item_projection = nn.Linear(config.content_dim, config.output_dim)
@@ -173,17 +179,21 @@ class LearnModel(nn.Module):
 
     # -- towers ---------------------------------------------------------------------------------
 
-    def encode_sequence(self, content: torch.Tensor, id_vecs: torch.Tensor | None = None) -> torch.Tensor:
+    def encode_sequence(self, content: torch.Tensor, id_vecs: torch.Tensor | None = None,
+                        regularise: bool = True) -> torch.Tensor:
         """Per-position outputs, not normalised. ``content`` [B, L, D] -> [B, L, out].
 
-        Position ``i`` sees positions ``0..i`` only; ``L`` must be at most ``max_len``.
+        Position ``i`` sees positions ``0..i`` only; ``L`` must be at most ``max_len``. Dropout
+        applies in training when ``regularise`` (the user side; item vectors are computed
+        without it, as at serving time).
         """
         n = content.shape[1]
+        p = self.config.dropout if self.training and regularise else 0.0
         pos = self.positions(torch.arange(n, device=content.device))
-        x = self.drop(self.embed(content, id_vecs) + pos)
+        x = dropout(self.embed(content, id_vecs) + pos, p)
         causal = self.causal[:n, :n]
         for block in self.blocks:
-            x = block(x, causal)
+            x = block(x, causal, p)
         return self.projection(self.norm(x))
 
     def user_tower(
@@ -198,8 +208,10 @@ class LearnModel(nn.Module):
         return F.normalize(picked, dim=-1)
 
     def item_tower(self, content: torch.Tensor, id_vecs: torch.Tensor | None = None) -> torch.Tensor:
-        """Item vectors, each item encoded alone. ``content`` [B, D] -> [B, out] normalised."""
+        """Item vectors, each item encoded alone, without dropout (as at serving time; ID dropout
+        still applies to ``id_vecs``). ``content`` [B, D] -> [B, out] normalised."""
         if self.config.item_tower == "none":
             return F.normalize(self.item_projection(content), dim=-1)
         ids = None if id_vecs is None else id_vecs.unsqueeze(1)
-        return F.normalize(self.encode_sequence(content.unsqueeze(1), ids).squeeze(1), dim=-1)
+        out = self.encode_sequence(content.unsqueeze(1), ids, regularise=False)
+        return F.normalize(out.squeeze(1), dim=-1)

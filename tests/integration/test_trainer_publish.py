@@ -122,8 +122,9 @@ def test_a_new_items_first_clicks_move_its_served_vector(stream, settings, redis
     torch.set_num_threads(1)
     registry = ModelRegistry.from_settings(settings, redis_client)
     keys = RedisKeys.from_settings(settings)
+    trainer_settings = _trainer_settings(settings, tmp_path, trainer_warmup_steps=0)  # a trainer past its warm-up
     produce(settings, _clicks(150))
-    first = run(_trainer_settings(settings, tmp_path), max_idle_s=1.5).published[-1]
+    first = run(trainer_settings, max_idle_s=1.5).published[-1]
 
     produce(settings, [ItemEvent(item_id="fresh", title="a brand new item")])
     wait_until(lambda: redis_client.hexists(keys.vectors(first), "fresh"), timeout=30)
@@ -133,7 +134,7 @@ def test_a_new_items_first_clicks_move_its_served_vector(stream, settings, redis
 
     produce(settings, [InteractionEvent(event_id=f"f{k}", user_id=f"u{k % 7}", item_id="fresh") for k in range(20)]
             + _clicks(130, start=150))
-    loop = run(_trainer_settings(settings, tmp_path), max_idle_s=1.5)
+    loop = run(trainer_settings, max_idle_s=1.5)
     assert "fresh" in loop.trainer.ids
     later = loop.published[-1]
     served = registry.load_version(later)

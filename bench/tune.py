@@ -1,0 +1,93 @@
+"""Hyperparameter grid on the validation split, the same procedure for every model.
+
+    python -m bench.tune --dataset ml-100k --model sasrec --grid dropout=0.2,0.5 lr=0.001,0.003
+    python -m bench.tune --dataset amazon-scientific --model learn --grid dropout=0.2,0.5 lr=0.001,0.003
+
+Every configuration of the grid is trained with the same :class:`~trainer.fit.FitConfig`
+(``--minutes`` of wall time, early stopping on validation NDCG@10) and scored on the
+validation split only; the test split is never looked at. Keys are fields of the model's
+config (``LearnConfig`` / ``SASRecConfig``), of ``LearnTrainConfig`` or of ``FitConfig``.
+Appends one record per configuration to ``bench/results/tuning-<dataset>-<model>.json`` and
+prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from dataclasses import fields, replace
+from pathlib import Path
+
+import torch
+
+from shared.model.encoder import ContentEncoder, EmbeddingCache
+from trainer.baselines import SASRecConfig, train_sasrec
+from trainer.data import data_path, load_dataset, make_split
+from trainer.fit import FitConfig
+from trainer.offline import LearnTrainConfig, default_configs, train_offline
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _split(settings: dict, *classes) -> list[dict]:
+    names = [{f.name for f in fields(c)} for c in classes]
+    unknown = set(settings) - set().union(*names)
+    if unknown:
+        raise SystemExit(f"unknown settings {sorted(unknown)}")
+    return [{k: v for k, v in settings.items() if k in n} for n in names]
+
+
+def run_one(model: str, split, content, settings: dict, fit: FitConfig) -> dict:
+    if model == "sasrec":
+        model_kw, fit_kw = _split(settings, SASRecConfig, FitConfig)
+        _, report = train_sasrec(split, SASRecConfig(**model_kw), replace(fit, **fit_kw), progress=False)
+    else:
+        model_cfg, train_cfg = default_configs(content.shape[1], fit.seed)
+        model_kw, train_kw, fit_kw = _split(settings, type(model_cfg), LearnTrainConfig, FitConfig)
+        train_kw.pop("fit", None)
+        _, _, report = train_offline(split, content, replace(model_cfg, **model_kw),
+                                     replace(train_cfg, fit=replace(fit, **fit_kw), **train_kw), progress=False)
+    return {"model": model, "settings": settings, "valid": report["valid"], "steps": report["steps"],
+            "best_step": report["best_step"], "stopped_by": report["stopped_by"],
+            "train_seconds": report["train_seconds"], "budget_minutes": fit.max_minutes}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--model", choices=("learn", "sasrec"), required=True)
+    parser.add_argument("--grid", nargs="*", default=[], help="key=v1,v2,...")
+    parser.add_argument("--minutes", type=float, default=4.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cache", type=Path, default=Path(".cache/embeddings"))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    ds = load_dataset(data_path(args.dataset))
+    split = make_split(ds, "loo")
+    content = EmbeddingCache(args.cache).encode(ContentEncoder("minilm"), ds.item_texts, progress=True)
+    axes = [(k, [_value(v) for v in values.split(",")]) for k, values in (g.split("=", 1) for g in args.grid)]
+    path = args.out / f"tuning-{ds.name}-{args.model}.json"
+    records = json.loads(path.read_text()) if path.exists() else []
+    for combo in itertools.product(*[values for _, values in axes]):
+        settings = {k: v for (k, _), v in zip(axes, combo, strict=True)}
+        record = run_one(args.model, split, content, settings, FitConfig(max_minutes=args.minutes)) | {
+            "threads": args.threads}
+        print(json.dumps(record), flush=True)
+        records.append(record)
+        args.out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(records, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
