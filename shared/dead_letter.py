@@ -49,13 +49,19 @@ class DeadLetter:
         )
 
 
+class DeadLetterError(RuntimeError):
+    """Dead letters that the broker did not acknowledge: their offsets must not be committed."""
+
+
 class DeadLetterWriter:
-    """Sends rejected records to one dead-letter topic; :meth:`flush` before committing offsets."""
+    """Sends rejected records to one dead-letter topic; :meth:`flush` (which raises unless every
+    one was acknowledged) before committing offsets."""
 
     def __init__(self, producer: KafkaProducer, topic: str, stage: str) -> None:
         self._producer = producer
         self._topic = topic
         self._stage = stage
+        self._pending: list = []  # futures of sends not yet checked
         self.sent = 0
 
     def send(self, record: object, reason: str) -> None:
@@ -69,12 +75,12 @@ class DeadLetterWriter:
             ("dlq.stage", self._stage.encode()),
             ("dlq.time", json.dumps(time.time()).encode()),
         ]
-        self._producer.send(
+        self._pending.append(self._producer.send(
             self._topic,
             key=getattr(record, "key", None),
             value=getattr(record, "value", None),
             headers=headers,
-        )
+        ))
         self.sent += 1
         log.warning(
             "dead-lettered %s[%s]@%s: %s",
@@ -85,5 +91,11 @@ class DeadLetterWriter:
         )
 
     def flush(self, timeout: float = 30.0) -> None:
-        """Block until every queued dead letter is acknowledged by the broker."""
+        """Block until every queued dead letter is acknowledged by the broker; raises
+        :class:`DeadLetterError` when one was not (the caller sends them again)."""
+        pending, self._pending = self._pending, []
         self._producer.flush(timeout=timeout)
+        failed = [f for f in pending if not f.succeeded()]
+        if failed:
+            raise DeadLetterError(f"{len(failed)} of {len(pending)} dead letters were not acknowledged: "
+                                  f"{failed[0].exception!r}")

@@ -5,11 +5,16 @@ Contract (at-least-once, with idempotent handlers giving effectively-once result
 1. poll a batch;
 2. decode each record; one that fails goes to the dead-letter topic with the reason;
 3. hand the good ones to the handler, which may reject more (also dead-lettered);
-4. flush the dead letters, then commit the batch's offsets.
+4. deliver the dead letters (every send acknowledged by the broker), then commit the batch's
+   offsets.
 
 If the handler raises (a sink is down), nothing is committed: the consumer seeks back to the
-batch's first offsets and retries after a back-off, so no accepted event is lost. A crash
-anywhere before step 4 means the batch is redelivered; handlers must be idempotent.
+batch's first offsets and retries after a back-off, so no accepted event is lost. Once the
+handler has run, a failed dead-letter delivery is retried on its own (the handler is not run
+again) until it succeeds; the offsets are committed only then, so no dead letter is lost. A
+commit the group refuses (a rebalance moved the partitions) is logged: the partitions' new
+owner re-reads from the last commit, which idempotent handlers absorb. A crash anywhere before
+step 4 means the batch is redelivered; handlers must be idempotent.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import CommitFailedError
 from prometheus_client import Counter, Gauge, Histogram
 
 from shared.dead_letter import DeadLetterWriter
@@ -115,17 +121,17 @@ class BatchWorker(Generic[E]):
                 rejected.append((record, str(err)))
         try:
             result = self._handle(accepted) if accepted else BatchResult()
-            rejected.extend(result.rejected)
-            for record, reason in rejected:
-                self._dead_letters.send(record, reason)
-            self._dead_letters.flush()
         except Exception:
             BATCH_FAILURES.labels(self.name).inc()
             log.exception("%s: batch of %d failed; will retry after %.1fs", self.name, len(records), self._retry_backoff_s)
             self._rewind(records)
             self.stop_event.wait(self._retry_backoff_s)
             return BatchStats(polled=len(records))
-        self.consumer.commit()
+        rejected.extend(result.rejected)
+        if not self._deliver_dead_letters(rejected):
+            self._rewind(records)  # stopping with undelivered dead letters: commit nothing
+            return BatchStats(polled=len(records))
+        self._commit()
         stats.dead_lettered = len(rejected)
         stats.accepted = len(records) - len(rejected)
         EVENTS.labels(self.name, "accepted").inc(stats.accepted)
@@ -167,6 +173,28 @@ class BatchWorker(Generic[E]):
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
+
+    def _deliver_dead_letters(self, rejected: list[tuple[object, str]]) -> bool:
+        """Send and confirm every dead letter, retrying after a back-off; False when the worker
+        was told to stop first."""
+        while rejected:
+            try:
+                for record, reason in rejected:
+                    self._dead_letters.send(record, reason)
+                self._dead_letters.flush()
+                return True
+            except Exception:
+                log.exception("%s: %d dead letters not delivered; sending them again in %.1fs",
+                              self.name, len(rejected), self._retry_backoff_s)
+                if self.stop_event.wait(self._retry_backoff_s):
+                    return False
+        return True
+
+    def _commit(self) -> None:
+        try:
+            self.consumer.commit()
+        except CommitFailedError:
+            log.warning("%s: commit refused (the group rebalanced); the new owner re-reads the batch", self.name)
 
     def _rewind(self, records: list[object]) -> None:
         first: dict[TopicPartition, int] = {}

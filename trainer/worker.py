@@ -95,14 +95,20 @@ class TrainerLoop:
         self.decisions: list[GateDecision] = []
 
     def handle(self, batch: Sequence[Accepted[InteractionEvent]]) -> BatchResult:
+        """Add the batch's events to the trainer, skipping every record below the next offset its
+        state already holds for that partition (a redelivered batch: fenced, never applied twice)."""
         offsets: dict[str, int] = {}
+        fresh: list[InteractionEvent] = []
         for accepted in batch:
             record = accepted.record
             key = checkpointing.offset_key(record.topic, record.partition)  # type: ignore[attr-defined]
+            if record.offset < self.trainer.offsets.get(key, 0):  # type: ignore[attr-defined]
+                continue
+            fresh.append(accepted.event)
             offsets[key] = max(offsets.get(key, 0), record.offset + 1)  # type: ignore[attr-defined]
-        self.trainer.add([a.event for a in batch], offsets)
-        self.since_checkpoint += len(batch)
-        self.since_publish += len(batch)
+        self.trainer.add(fresh, offsets)
+        self.since_checkpoint += len(fresh)
+        self.since_publish += len(fresh)
         if self.unpublished_since is None:
             self.unpublished_since = time.monotonic()
         return BatchResult()
