@@ -30,8 +30,9 @@ import redis
 
 from serving.index import ItemIndex
 from shared.config import Settings
-from shared.model_versions import LoadedVersion, ModelRegistry
+from shared.model_versions import ModelRegistry
 from shared.redis_keys import RedisKeys
+from shared.version_towers import LoadedVersion
 
 log = logging.getLogger(__name__)
 

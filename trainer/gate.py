@@ -25,8 +25,8 @@ import numpy as np
 import redis
 from prometheus_client import Counter, Gauge
 
-from shared.model_versions import LoadedVersion
 from shared.redis_keys import RedisKeys
+from shared.version_towers import LoadedVersion
 from trainer.content import ContentTable
 from trainer.examples import Example, collate
 from trainer.id_index import IdIndex

@@ -111,17 +111,23 @@ def next_item_loss(model: LearnModel, inputs: ItemInputs, batch, cfg: LearnTrain
                    rng: torch.Generator | None = None) -> torch.Tensor:
     """The loss of one batch ``(ids [B, L], mask [B, L], targets [B, L])`` (see the module)."""
     ids, mask, targets = batch
-    content, id_vecs = inputs.sequence(model, ids)
-    out = model.encode_sequence(content, id_vecs)  # [B, L, out]
+    n = len(inputs)
+    full = n <= cfg.full_softmax_max_items
     real = targets >= 0
+    if full and model.config.item_ids != "only":  # the catalogue's adapted content serves both sides
+        adapted = model.adaptor(inputs.content)  # [N, H]
+        catalogue = model.item_tower(inputs.content, model.id_vectors(inputs.rows), adapted)
+        out = model.encode_sequence(None, model.id_vectors(inputs.rows[ids]), adapted=adapted[ids])
+    else:
+        catalogue = inputs.items(model) if full else None
+        out = model.encode_sequence(*inputs.sequence(model, ids))  # [B, L, out]
     user = F.normalize(out[real], dim=-1)  # [R, out]
     target = targets[real]  # [R]
     owner = real.nonzero()[:, 0]  # [R] the row's window
-    n = len(inputs)
     own = window_items(ids, mask, targets, n) if cfg.mask_history else None  # [B, N]
-    if n <= cfg.full_softmax_max_items:
+    if full:
         excluded = None if own is None else own[owner]
-        return full_softmax_loss(user, inputs.items(model), target, cfg.temperature, excluded)
+        return full_softmax_loss(user, catalogue, target, cfg.temperature, excluded)
     k = min(cfg.sampled_negatives, n)
     negatives = torch.randperm(n, generator=rng)[:k]  # [K] uniform, without replacement
     excluded = negatives[None, :] == target[:, None]  # [R, K]

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 from shared.model.onnx_export import export_version, new_version_id
 from shared.model.towers import LearnModel
-from shared.model_versions import LoadedVersion, ModelRegistry
+from shared.model_versions import ModelRegistry
+from shared.version_towers import LoadedVersion
 from trainer.content import ContentTable
 
 log = logging.getLogger(__name__)

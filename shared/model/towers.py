@@ -169,28 +169,32 @@ class LearnModel(nn.Module):
         vectors = F.embedding(rows.clamp(min=0), self.id_table)
         return vectors * (keep[..., None] * self.config.id_scale)
 
-    def embed(self, content: torch.Tensor, id_vecs: torch.Tensor | None = None) -> torch.Tensor:
-        """Item inputs: ``content`` [..., D] (+ ``id_vecs`` [..., H]) -> [..., H]."""
+    def embed(self, content: torch.Tensor | None, id_vecs: torch.Tensor | None = None,
+              adapted: torch.Tensor | None = None) -> torch.Tensor:
+        """Item inputs: ``content`` [..., D] (+ ``id_vecs`` [..., H]) -> [..., H]. ``adapted``
+        [..., H], when given, is ``adaptor(content)`` computed already (training reuses the
+        catalogue's) and ``content`` is not read."""
         if self.config.item_ids == "only":  # the content is ignored
-            x = id_vecs if id_vecs is not None else content.new_zeros(*content.shape[:-1], self.config.model_dim)
+            x = id_vecs if id_vecs is not None else self.input_norm.weight.new_zeros(self.config.model_dim)
         else:
-            x = self.adaptor(content) if id_vecs is None else self.adaptor(content) + id_vecs
+            x = self.adaptor(content) if adapted is None else adapted
+            x = x if id_vecs is None else x + id_vecs
         return self.input_norm(x)
 
     # -- towers ---------------------------------------------------------------------------------
 
-    def encode_sequence(self, content: torch.Tensor, id_vecs: torch.Tensor | None = None,
-                        regularise: bool = True) -> torch.Tensor:
+    def encode_sequence(self, content: torch.Tensor | None, id_vecs: torch.Tensor | None = None,
+                        regularise: bool = True, adapted: torch.Tensor | None = None) -> torch.Tensor:
         """Per-position outputs, not normalised. ``content`` [B, L, D] -> [B, L, out].
 
         Position ``i`` sees positions ``0..i`` only; ``L`` must be at most ``max_len``. Dropout
         applies in training when ``regularise`` (the user side; item vectors are computed
-        without it, as at serving time).
+        without it, as at serving time). ``adapted``: see :meth:`embed`.
         """
-        n = content.shape[1]
+        x = self.embed(content, id_vecs, adapted)
+        n = x.shape[1]
         p = self.config.dropout if self.training and regularise else 0.0
-        pos = self.positions(torch.arange(n, device=content.device))
-        x = dropout(self.embed(content, id_vecs) + pos, p)
+        x = dropout(x + self.positions(torch.arange(n, device=x.device)), p)
         causal = self.causal[:n, :n]
         for block in self.blocks:
             x = block(x, causal, p)
@@ -207,11 +211,14 @@ class LearnModel(nn.Module):
         picked = out.gather(1, last.view(-1, 1, 1).expand(-1, 1, out.shape[-1])).squeeze(1)
         return F.normalize(picked, dim=-1)
 
-    def item_tower(self, content: torch.Tensor, id_vecs: torch.Tensor | None = None) -> torch.Tensor:
+    def item_tower(self, content: torch.Tensor, id_vecs: torch.Tensor | None = None,
+                   adapted: torch.Tensor | None = None) -> torch.Tensor:
         """Item vectors, each item encoded alone, without dropout (as at serving time; ID dropout
-        still applies to ``id_vecs``). ``content`` [B, D] -> [B, out] normalised."""
+        still applies to ``id_vecs``). ``content`` [B, D] -> [B, out] normalised. ``adapted``:
+        see :meth:`embed`."""
         if self.config.item_tower == "none":
             return F.normalize(self.item_projection(content), dim=-1)
         ids = None if id_vecs is None else id_vecs.unsqueeze(1)
-        out = self.encode_sequence(content.unsqueeze(1), ids, regularise=False)
+        one = None if adapted is None else adapted.unsqueeze(1)
+        out = self.encode_sequence(content.unsqueeze(1), ids, regularise=False, adapted=one)
         return F.normalize(out.squeeze(1), dim=-1)

@@ -6,7 +6,7 @@ import pytest
 
 from serving.index import ItemIndex
 from serving.versions import NotReady, ServingVersion, VersionHolder
-from shared.model_versions import VersionInfo
+from shared.version_towers import VersionInfo
 
 
 class _Towers:

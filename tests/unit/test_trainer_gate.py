@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from shared.model_versions import LoadedVersion, VersionInfo
+from shared.version_towers import LoadedVersion, VersionInfo
 from tests.serving_support import export_tiny_version
 from trainer.content import ContentTable
 from trainer.gate import decide, not_worse, recall_at_k

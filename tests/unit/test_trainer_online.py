@@ -145,7 +145,7 @@ def test_the_history_window_is_the_models_and_scores_match_the_served_towers(tmp
     """Train/serve parity: the trainer feeds the user tower the model's ``max_len`` latest items
     (what serving feeds it: the exported ``max_history``), and its user and item vectors equal
     those of the exported version, every item encoded alone."""
-    from shared.model_versions import LoadedVersion, VersionInfo
+    from shared.version_towers import LoadedVersion, VersionInfo
 
     trainer = _trainer(max_len=5)
     trainer.add(_events(200))
