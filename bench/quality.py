@@ -7,7 +7,8 @@
 
 Trained models (each with the same :class:`~trainer.fit.FitConfig`: batch, learning-rate
 schedule, evaluation every ``eval_every`` steps, early stopping on validation NDCG@10, and at
-most ``--minutes`` of wall time): ``learn`` (the default: content + ID, ID dropout), the
+most ``--minutes`` of wall time; LEARN and SASRec with the settings that won their own grid of
+the same size on this data set's validation split, ``bench.tune``, when it was run): ``learn`` (the default: content + ID, ID dropout), the
 ablations ``learn-content`` (content only, the paper's model), ``learn-id`` (ID only),
 ``learn-no-id-dropout``, ``learn-sampled`` (512 sampled negatives instead of the full softmax),
 ``content`` (the paper's variant c: no item tower), and ``sasrec`` (item IDs). Untrained:
@@ -22,23 +23,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from bench.tune import best_settings, learn_configs, sasrec_configs
 from shared.model.encoder import ContentEncoder, EmbeddingCache
-from trainer.baselines import (
-    SASRecConfig,
-    content_mean_scorer,
-    popularity_scorer,
-    sasrec_scorer,
-    train_sasrec,
-)
+from trainer.baselines import content_mean_scorer, popularity_scorer, sasrec_scorer, train_sasrec
 from trainer.data import Split, data_path, load_dataset, make_split
 from trainer.evaluate import evaluate
-from trainer.fit import FitConfig
-from trainer.offline import default_configs, learn_scorer, train_offline
+from trainer.offline import learn_scorer, train_offline
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GROUPS = ("overall", "warm", "cold", "longtail")
@@ -114,6 +109,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models", default="learn,sasrec,popularity,content-mean",
                         help="comma-separated: " + ", ".join([*LEARN_VARIANTS, "sasrec", "popularity", "content-mean"]))
     parser.add_argument("--tag", default="", help="suffix of the result files")
+    parser.add_argument("--tuned", action=argparse.BooleanOptionalAction, default=True,
+                        help="train LEARN and SASRec with the settings that won on validation in "
+                             "bench/results/tuning-<dataset>-<model>.json (bench.tune), when there is one")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=Path(".cache/embeddings"))
@@ -125,18 +123,19 @@ def main(argv: list[str] | None = None) -> dict:
     split = make_split(ds, args.split, seed=args.seed)
     encoder = ContentEncoder(args.encoder)
     content = EmbeddingCache(args.cache).encode(encoder, ds.item_texts, progress=True)
-    fit_cfg = FitConfig(max_minutes=args.minutes, seed=args.seed)
+    budget = {"max_minutes": args.minutes, "seed": args.seed}
+    tuned = {m: best_settings(args.out, ds.name, m) if args.tuned else None for m in ("learn", "sasrec")}
     models: dict[str, dict] = {}
     for name in args.models.split(","):
         if name in LEARN_VARIANTS:
             model_kw, train_kw = LEARN_VARIANTS[name]
-            model_cfg, train_cfg = default_configs(content.shape[1], args.seed)
-            model, inputs, report = train_offline(
-                split, content, replace(model_cfg, **model_kw), replace(train_cfg, fit=fit_cfg, **train_kw))
-            models[name] = _entry(learn_scorer(model, inputs), split, report)
+            model_cfg, train_cfg = learn_configs(tuned["learn"] or {}, content.shape[1], **budget)
+            model, inputs, report = train_offline(split, content, replace(model_cfg, **model_kw),
+                                                  replace(train_cfg, **train_kw))
+            models[name] = _entry(learn_scorer(model, inputs), split, report) | {"tuned": tuned["learn"]}
         elif name == "sasrec":
-            model, report = train_sasrec(split, SASRecConfig(), fit_cfg)
-            models[name] = _entry(sasrec_scorer(model), split, report)
+            model, report = train_sasrec(split, *sasrec_configs(tuned["sasrec"] or {}, **budget))
+            models[name] = _entry(sasrec_scorer(model), split, report) | {"tuned": tuned["sasrec"]}
         elif name == "popularity":
             models[name] = _entry(popularity_scorer(split), split)
         elif name == "content-mean":
@@ -154,7 +153,6 @@ def main(argv: list[str] | None = None) -> dict:
         "n_items": ds.n_items,
         "n_test": int(len(split.test.targets)),
         "history_masked": True,
-        "fit_config": asdict(fit_cfg),
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__},
         "models": models,
     }

@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 
 from shared.model.encoder import ContentEncoder, EmbeddingCache
-from trainer.baselines import SASRecConfig, train_sasrec
+from shared.model.towers import LearnConfig
+from trainer.baselines import SASREC_FIT, SASRecConfig, train_sasrec
 from trainer.data import data_path, load_dataset, make_split
 from trainer.fit import FitConfig
 from trainer.offline import LearnTrainConfig, default_configs, train_offline
@@ -47,19 +48,39 @@ def _split(settings: dict, *classes) -> list[dict]:
     return [{k: v for k, v in settings.items() if k in n} for n in names]
 
 
-def run_one(model: str, split, content, settings: dict, fit: FitConfig) -> dict:
+def learn_configs(settings: dict, content_dim: int, **budget) -> tuple[LearnConfig, LearnTrainConfig]:
+    """LEARN's default configs with ``settings`` (fields of any of its config classes) and the
+    ``budget`` (``FitConfig`` fields such as ``max_minutes``, ``seed``) applied."""
+    model_cfg, train_cfg = default_configs(content_dim)
+    model_kw, train_kw, fit_kw = _split(settings, LearnConfig, LearnTrainConfig, FitConfig)
+    train_kw.pop("fit", None)
+    fit = replace(train_cfg.fit, **budget, **fit_kw)
+    return replace(model_cfg, **model_kw), replace(train_cfg, fit=fit, **train_kw)
+
+
+def sasrec_configs(settings: dict, **budget) -> tuple[SASRecConfig, FitConfig]:
+    """SASRec's default configs with ``settings`` and the ``budget`` applied."""
+    model_kw, fit_kw = _split(settings, SASRecConfig, FitConfig)
+    return SASRecConfig(**model_kw), replace(SASREC_FIT, **budget, **fit_kw)
+
+
+def best_settings(results: Path, dataset: str, model: str) -> dict | None:
+    """The settings with the best validation NDCG@10 in ``tuning-<dataset>-<model>.json``."""
+    path = results / f"tuning-{dataset}-{model}.json"
+    if not path.exists():
+        return None
+    return max(json.loads(path.read_text()), key=lambda r: r["valid"]["ndcg@10"])["settings"]
+
+
+def run_one(model: str, split, content, settings: dict, minutes: float) -> dict:
     if model == "sasrec":
-        model_kw, fit_kw = _split(settings, SASRecConfig, FitConfig)
-        _, report = train_sasrec(split, SASRecConfig(**model_kw), replace(fit, **fit_kw), progress=False)
+        _, report = train_sasrec(split, *sasrec_configs(settings, max_minutes=minutes), progress=False)
     else:
-        model_cfg, train_cfg = default_configs(content.shape[1], fit.seed)
-        model_kw, train_kw, fit_kw = _split(settings, type(model_cfg), LearnTrainConfig, FitConfig)
-        train_kw.pop("fit", None)
-        _, _, report = train_offline(split, content, replace(model_cfg, **model_kw),
-                                     replace(train_cfg, fit=replace(fit, **fit_kw), **train_kw), progress=False)
+        configs = learn_configs(settings, content.shape[1], max_minutes=minutes)
+        _, _, report = train_offline(split, content, *configs, progress=False)
     return {"model": model, "settings": settings, "valid": report["valid"], "steps": report["steps"],
             "best_step": report["best_step"], "stopped_by": report["stopped_by"],
-            "train_seconds": report["train_seconds"], "budget_minutes": fit.max_minutes}
+            "train_seconds": report["train_seconds"], "budget_minutes": minutes}
 
 
 def main() -> None:
@@ -81,8 +102,7 @@ def main() -> None:
     records = json.loads(path.read_text()) if path.exists() else []
     for combo in itertools.product(*[values for _, values in axes]):
         settings = {k: v for (k, _), v in zip(axes, combo, strict=True)}
-        record = run_one(args.model, split, content, settings, FitConfig(max_minutes=args.minutes)) | {
-            "threads": args.threads}
+        record = run_one(args.model, split, content, settings, args.minutes) | {"threads": args.threads}
         print(json.dumps(record), flush=True)
         records.append(record)
         args.out.mkdir(parents=True, exist_ok=True)

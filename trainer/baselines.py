@@ -46,12 +46,17 @@ def content_mean_scorer(content: np.ndarray, max_len: int = 50) -> Scorer:
     return score
 
 
+# SASRec's defaults (the budget is set per run): the best mean validation rank over
+# amazon-scientific and ml-100k in bench.tune's grid, as for LEARN (docs/MODEL.md)
+SASREC_FIT = FitConfig(lr=1e-3)
+
+
 @dataclass
 class SASRecConfig:
     dim: int = 64
     num_layers: int = 2
     num_heads: int = 2
-    dropout: float = 0.5
+    dropout: float = 0.2
     max_len: int = 50
 
 

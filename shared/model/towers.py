@@ -48,7 +48,7 @@ class LearnConfig:
     """Hyperparameters of :class:`LearnModel` (all plain values: they go into checkpoints)."""
 
     content_dim: int
-    model_dim: int = 128
+    model_dim: int = 64
     num_layers: int = 2
     num_heads: int = 2
     ffn_mult: int = 2
@@ -57,7 +57,7 @@ class LearnConfig:
     max_len: int = 50
     item_tower: ItemTower = "shared"
     item_ids: ItemIds = "hybrid"
-    id_dropout: float = 0.5
+    id_dropout: float = 0.25
     id_scale: float = 1.0  # ID vector = scale * row: with Adam, scales how fast rows learn
     id_rows: int = 0  # rows of the ID table now (it grows; checkpoints record its size)
 
