@@ -167,7 +167,8 @@ def write_report(metrics: DemoMetrics, folder: Path, title: str) -> Path:
               "## Publish gate", "",
               "Each candidate version is scored on the trainer's held-back events (recent interactions no "
               "model trained on) against the serving version; it is published unless its Recall@10 is "
-              "lower by more than the tolerance. Times are wall clock (seconds from the start of the live "
+              "lower by more than the tolerance beyond the noise of the paired comparison (two standard "
+              "errors). Times are wall clock (seconds from the start of the live "
               "stream). *live interactions trained* estimates, for a published version, how many "
               "interactions of the live stream it had learned from (see the next section; a held candidate "
               "never served, so it has no estimate).", "", *_gate_table(metrics), "",

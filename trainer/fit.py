@@ -5,7 +5,8 @@ on the validation split (NDCG@10, history masked, full ranking) and the best wei
 Training stops after ``patience`` evaluations without improvement, after ``max_steps``, or when
 ``max_minutes`` of wall time (training and evaluation together) are spent, whichever comes
 first; the report says which, with the steps run and the best step. Steps, not epochs, so a
-small data set trains as long as a large one.
+small data set trains as long as a large one. On a large data set the validation score is taken
+on a fixed seeded sample of ``valid_users`` users, so evaluating costs the same everywhere.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from trainer.data import Split
+from trainer.data import EvalSet, Split
 from trainer.evaluate import Scorer, evaluate
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,16 @@ class FitConfig:
     patience: int = 5
     max_steps: int = 200_000
     max_minutes: float = 15.0
+    valid_users: int = 10_000  # early stopping scores at most this many validation users (seeded)
     seed: int = 0
+
+
+def validation_sample(valid: EvalSet, users: int, seed: int) -> EvalSet:
+    """``valid`` itself, or a seeded sample of ``users`` of its queries when it has more."""
+    if len(valid.targets) <= users:
+        return valid
+    keep = np.sort(np.random.default_rng(seed).choice(len(valid.targets), users, replace=False))
+    return EvalSet([valid.histories[i] for i in keep], valid.targets[keep])
 
 
 def _lr_factor(step: int, warmup: int) -> float:
@@ -58,6 +68,7 @@ def fit(
     """Train ``model`` on ``batches`` with ``loss_fn(batch) -> scalar``; the best weights (by
     validation NDCG@10 of ``make_scorer()``) are loaded back. -> report (JSON-ready)."""
     torch.manual_seed(cfg.seed)
+    valid_set = validation_sample(split.valid, cfg.valid_users, cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.warmup_steps))
     best, best_state, best_step, history = -1.0, copy.deepcopy(model.state_dict()), 0, []
@@ -79,7 +90,7 @@ def fit(
         if step % cfg.eval_every and not out_of_time and step < cfg.max_steps:
             continue
         model.eval()
-        valid = evaluate(make_scorer(), split, split.valid)["overall"]
+        valid = evaluate(make_scorer(), split, valid_set)["overall"]
         history.append({"step": step, "loss": float(np.mean(losses)), "seconds": round(time.monotonic() - started, 1),
                         "recall@10": valid["recall@10"], "ndcg@10": valid["ndcg@10"]})
         losses = []

@@ -152,3 +152,14 @@ def test_length_batches_cover_everything_once_with_little_padding():
     batches = length_batches(lengths, 32, rng)
     assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(1000))
     assert np.mean([np.ptp(lengths[b]) for b in batches]) < 10  # vs ~45 unsorted
+
+
+def test_early_stopping_scores_a_fixed_sample_of_a_large_validation_set():
+    from trainer.data import EvalSet
+    from trainer.fit import validation_sample
+
+    valid = EvalSet([np.array([k]) for k in range(50)], np.arange(50))
+    assert validation_sample(valid, 100, seed=0) is valid
+    a, b = validation_sample(valid, 20, seed=0), validation_sample(valid, 20, seed=0)
+    assert len(a.targets) == 20 and np.array_equal(a.targets, b.targets)
+    assert all(int(h[0]) == t for h, t in zip(a.histories, a.targets, strict=True))
