@@ -8,7 +8,8 @@
 Trained models (each with the same :class:`~trainer.fit.FitConfig`: batch, learning-rate
 schedule, evaluation every ``eval_every`` steps, early stopping on validation NDCG@10, and at
 most ``--minutes`` of wall time; LEARN and SASRec with the settings that won their own grid of
-the same size on this data set's validation split, ``bench.tune``, when it was run): ``learn`` (the default: content + ID, ID dropout), the
+the same size on this data set's validation split, ``bench.tune``, when it was run; on the cold
+split the grid run on the cold split's validation, when there is one): ``learn`` (the default: content + ID, ID dropout), the
 ablations ``learn-content`` (content only, the paper's model), ``learn-id`` (ID only),
 ``learn-no-id-dropout``, ``learn-sampled`` (512 sampled negatives instead of the full softmax),
 ``content`` (the paper's variant c: no item tower), and ``sasrec`` (item IDs). Untrained:
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     encoder = ContentEncoder(args.encoder)
     content = EmbeddingCache(args.cache).encode(encoder, ds.item_texts, progress=True)
     budget = {"max_minutes": args.minutes, "seed": args.seed}
-    tuned = {m: best_settings(args.out, ds.name, m) if args.tuned else None for m in ("learn", "sasrec")}
+    tuned = {m: best_settings(args.out, ds.name, m, args.split) if args.tuned else None for m in ("learn", "sasrec")}
     models: dict[str, dict] = {}
     for name in args.models.split(","):
         if name in LEARN_VARIANTS:

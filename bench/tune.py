@@ -2,13 +2,16 @@
 
     python -m bench.tune --dataset ml-100k --model sasrec --grid dropout=0.2,0.5 lr=0.001,0.003
     python -m bench.tune --dataset amazon-scientific --model learn --grid dropout=0.2,0.5 lr=0.001,0.003
+    python -m bench.tune --dataset amazon-scientific --model learn --split cold --grid id_dropout=0.25,0.5
 
 Every configuration of the grid is trained with the same :class:`~trainer.fit.FitConfig`
 (``--minutes`` of wall time, early stopping on validation NDCG@10) and scored on the
 validation split only; the test split is never looked at. Keys are fields of the model's
 config (``LearnConfig`` / ``SASRecConfig``), of ``LearnTrainConfig`` or of ``FitConfig``.
-Appends one record per configuration to ``bench/results/tuning-<dataset>-<model>.json`` and
-prints it.
+On the cold split, validation has its own cold items (:func:`trainer.data.cold_start`) and each
+record adds the best model's validation figures per group (``valid_groups``: warm and cold).
+Appends one record per configuration to ``bench/results/tuning-<dataset>-<model>[-cold].json``
+and prints it.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ import torch
 
 from shared.model.encoder import ContentEncoder, EmbeddingCache
 from shared.model.towers import LearnConfig
-from trainer.baselines import SASREC_FIT, SASRecConfig, train_sasrec
+from trainer.baselines import SASREC_FIT, SASRecConfig, sasrec_scorer, train_sasrec
 from trainer.data import data_path, load_dataset, make_split
+from trainer.evaluate import evaluate
 from trainer.fit import FitConfig
-from trainer.offline import LearnTrainConfig, default_configs, train_offline
+from trainer.offline import LearnTrainConfig, default_configs, learn_scorer, train_offline
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -64,9 +68,15 @@ def sasrec_configs(settings: dict, **budget) -> tuple[SASRecConfig, FitConfig]:
     return SASRecConfig(**model_kw), replace(SASREC_FIT, **budget, **fit_kw)
 
 
-def best_settings(results: Path, dataset: str, model: str) -> dict | None:
-    """The settings with the best validation NDCG@10 in ``tuning-<dataset>-<model>.json``."""
-    path = results / f"tuning-{dataset}-{model}.json"
+def tuning_path(results: Path, dataset: str, model: str, split: str = "loo") -> Path:
+    return results / f"tuning-{dataset}-{model}{'' if split == 'loo' else '-' + split}.json"
+
+
+def best_settings(results: Path, dataset: str, model: str, split: str = "loo") -> dict | None:
+    """The settings with the best validation NDCG@10 in the split's tuning file (the
+    leave-one-out one when the split has none)."""
+    path = tuning_path(results, dataset, model, split)
+    path = path if path.exists() else tuning_path(results, dataset, model)
     if not path.exists():
         return None
     return max(json.loads(path.read_text()), key=lambda r: r["valid"]["ndcg@10"])["settings"]
@@ -74,19 +84,27 @@ def best_settings(results: Path, dataset: str, model: str) -> dict | None:
 
 def run_one(model: str, split, content, settings: dict, minutes: float) -> dict:
     if model == "sasrec":
-        _, report = train_sasrec(split, *sasrec_configs(settings, max_minutes=minutes), progress=False)
+        trained, report = train_sasrec(split, *sasrec_configs(settings, max_minutes=minutes), progress=False)
+        scorer = sasrec_scorer(trained)
     else:
         configs = learn_configs(settings, content.shape[1], max_minutes=minutes)
-        _, _, report = train_offline(split, content, *configs, progress=False)
-    return {"model": model, "settings": settings, "valid": report["valid"], "steps": report["steps"],
-            "best_step": report["best_step"], "stopped_by": report["stopped_by"],
-            "train_seconds": report["train_seconds"], "budget_minutes": minutes}
+        trained, inputs, report = train_offline(split, content, *configs, progress=False)
+        scorer = learn_scorer(trained, inputs)
+    record = {"model": model, "split": split.name, "settings": settings, "valid": report["valid"],
+              "steps": report["steps"], "best_step": report["best_step"], "stopped_by": report["stopped_by"],
+              "train_seconds": report["train_seconds"], "budget_minutes": minutes}
+    if split.name == "cold":
+        by_group = evaluate(scorer, split, split.valid)
+        record["valid_groups"] = {g: {k: by_group[g][k] for k in ("recall@10", "ndcg@10", "n")}
+                                  for g in ("warm", "cold")}
+    return record
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--model", choices=("learn", "sasrec"), required=True)
+    parser.add_argument("--split", choices=("loo", "cold"), default="loo")
     parser.add_argument("--grid", nargs="*", default=[], help="key=v1,v2,...")
     parser.add_argument("--minutes", type=float, default=4.0)
     parser.add_argument("--threads", type=int, default=1)
@@ -95,10 +113,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ds = load_dataset(data_path(args.dataset))
-    split = make_split(ds, "loo")
+    split = make_split(ds, args.split)
     content = EmbeddingCache(args.cache).encode(ContentEncoder("minilm"), ds.item_texts, progress=True)
     axes = [(k, [_value(v) for v in values.split(",")]) for k, values in (g.split("=", 1) for g in args.grid)]
-    path = args.out / f"tuning-{ds.name}-{args.model}.json"
+    path = tuning_path(args.out, ds.name, args.model, args.split)
     records = json.loads(path.read_text()) if path.exists() else []
     for combo in itertools.product(*[values for _, values in axes]):
         settings = {k: v for (k, _), v in zip(axes, combo, strict=True)}

@@ -63,9 +63,10 @@ class Settings(BaseSettings):
     item_batch_size: int = Field(default=64, ge=1)
     history_batch_size: int = Field(default=2000, ge=1)
     history_length: int = Field(default=50, ge=1)
-    # A redelivered interaction is recognised for this long; redeliveries happen within
-    # minutes (an uncommitted batch after a crash or a rebalance), so an hour is ample.
-    event_dedup_ttl_s: int = Field(default=3600, ge=1)
+    # A user's history expires this long after their last event (30 days), and at most this
+    # many users are kept (the least recently active leave first; about 1.5 KB each).
+    history_ttl_s: int = Field(default=30 * 24 * 3600, ge=1)
+    history_max_users: int = Field(default=2_000_000, ge=1)
     popularity_bucket_s: int = Field(default=3600, ge=1)
     popularity_window_buckets: int = Field(default=24, ge=1)
     item_updates_maxlen: int = Field(default=100_000, ge=1)

@@ -17,7 +17,10 @@ key                                 type       holds
 ``{p}:model:versions``              zset       published versions, scored by publish time
 ``{p}:model:meta:{version}``        hash       a version's metadata (paths, dims, created_at)
 ``{p}:history:{user_id}``           list       the user's recent item ids, oldest first, bounded
-``{p}:event-seen:{event_id}``       string     de-duplication marker for interaction events
+``{p}:history-events:{user_id}``    list       the user's last event ids (a producer's
+                                               duplicates), expiring with the history
+``{p}:history-users``               zset       user_id -> time of the last event (the cap)
+``{p}:history-applied``             hash       ``{topic}:{partition}`` -> highest offset applied
 ``{p}:popular:{bucket}``            zset       item_id -> interaction count in one time bucket
 ``{p}:popular-clock``               zset       member ``latest``: the newest bucket counted
 ``{p}:model:lock:{version}``        string     held by the process publishing ``version``
@@ -71,8 +74,14 @@ class RedisKeys:
     def history(self, user_id: str) -> str:
         return f"{self.prefix}:history:{user_id}"
 
-    def event_seen(self, event_id: str) -> str:
-        return f"{self.prefix}:event-seen:{event_id}"
+    def history_events(self, user_id: str) -> str:
+        return f"{self.prefix}:history-events:{user_id}"
+
+    def history_users(self) -> str:
+        return f"{self.prefix}:history-users"
+
+    def history_applied(self) -> str:
+        return f"{self.prefix}:history-applied"
 
     def popular(self, bucket: int) -> str:
         return f"{self.prefix}:popular:{bucket}"

@@ -26,7 +26,7 @@ from shared.model.towers import CausalBlock, causal_mask, dropout
 from trainer.data import Split
 from trainer.evaluate import Scorer
 from trainer.fit import FitConfig, fit
-from trainer.offline import window_items
+from trainer.offline import excluded_negatives, window_items
 from trainer.windows import cut_windows, pad, window_batches
 
 
@@ -102,17 +102,21 @@ def train_sasrec(
     split: Split, cfg: SASRecConfig, fit_cfg: FitConfig, mask_history: bool = True, progress: bool = True
 ) -> tuple[SASRec, dict]:
     """Every position of every training window predicts the next item: cross-entropy over all
-    items; with ``mask_history`` the window's other items are not negatives (as for LEARN)."""
+    items; with ``mask_history`` the window's other items are not negatives, nor ever are the
+    split's unknown items (as for LEARN)."""
     torch.manual_seed(fit_cfg.seed)
     model = SASRec(split.n_items, cfg)
     windows = cut_windows(split.train, cfg.max_len)
     batches = window_batches(windows, fit_cfg.batch_size, np.random.default_rng(fit_cfg.seed))
+    unknown = torch.as_tensor(split.unknown_items())
+    unknown = unknown if unknown.any() else None
 
     def loss_fn(batch) -> torch.Tensor:
         ids, mask, targets = batch
         real = targets >= 0  # [B, L]; logits only where there is a next item
         hidden = model((ids + 1).masked_fill(~mask, 0))[real]  # [R, dim]
-        excluded = window_items(ids, mask, targets, split.n_items)[real.nonzero()[:, 0]] if mask_history else None
+        own = window_items(ids, mask, targets, split.n_items)[real.nonzero()[:, 0]] if mask_history else None
+        excluded = excluded_negatives(own, unknown, len(hidden))
         return full_softmax_loss(hidden, model.items.weight[1:], targets[real], 1.0, excluded)
 
     report = fit(model, batches, loss_fn, lambda: sasrec_scorer(model), split, fit_cfg,

@@ -6,9 +6,12 @@ encoder texts) and one chronological item-index sequence per user. Splits turn i
 
 - ``loo`` (leave-one-out, as the files give it): per user, the last item is the test target,
   the second-to-last the valid target, the rest trains;
-- ``cold``: a seeded random 10% of items is removed from training entirely (from training
-  sequences and from valid histories, and no valid target is cold); the test set is unchanged,
-  so test users whose target is one of those items measure cold start.
+- ``cold``: two disjoint seeded random sets of items are published only after training: the
+  *test-cold* 10% and the *valid-cold* 5%. Both leave training entirely (training sequences,
+  and training never uses them as negatives). Validation happens before the test-cold items
+  exist: no valid target is test-cold and they leave valid histories, while valid users whose
+  target is valid-cold measure cold start on validation (to choose settings there). The test
+  set is unchanged: test users whose target is either set measure cold start.
 """
 
 from __future__ import annotations
@@ -60,11 +63,20 @@ class Split:
     valid: EvalSet
     test: EvalSet
     cold_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    valid_cold_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def train_counts(self) -> np.ndarray:
         """int64 [n_items]: how often each item occurs in the training sequences."""
         flat = np.concatenate(self.train) if self.train else np.zeros(0, dtype=np.int64)
         return np.bincount(flat, minlength=self.n_items)
+
+    def unknown_items(self) -> np.ndarray:
+        """bool [n_items]: items that do not exist yet at training time (the cold split's two
+        cold sets): never a target and never a negative in training, like an item published later."""
+        unknown = np.zeros(self.n_items, dtype=bool)
+        unknown[self.cold_items] = True
+        unknown[self.valid_cold_items] = True
+        return unknown
 
 
 def _rows(path: Path) -> list[list[str]]:
@@ -206,14 +218,19 @@ def leave_one_out(ds: SeqDataset) -> Split:
     )
 
 
-def cold_start(ds: SeqDataset, fraction: float = 0.1, seed: int = 0) -> Split:
-    """Leave-one-out, then a seeded random ``fraction`` of items leaves training entirely."""
+def cold_start(ds: SeqDataset, fraction: float = 0.1, seed: int = 0, valid_fraction: float = 0.05) -> Split:
+    """Leave-one-out, then seeded random ``fraction`` (test-cold) and ``valid_fraction``
+    (valid-cold) of the items leave training entirely (see the module docstring)."""
     loo = leave_one_out(ds)
     rng = np.random.default_rng(seed)
     cold = np.sort(rng.choice(ds.n_items, size=round(fraction * ds.n_items), replace=False))
     is_cold = np.zeros(ds.n_items, dtype=bool)
     is_cold[cold] = True
-    train = [s[~is_cold[s]] for s in loo.train]
+    rest = np.flatnonzero(~is_cold)
+    valid_cold = np.sort(rng.choice(rest, size=round(valid_fraction * ds.n_items), replace=False))
+    unknown = is_cold.copy()
+    unknown[valid_cold] = True
+    train = [s[~unknown[s]] for s in loo.train]
     keep = [u for u, t in enumerate(loo.valid.targets) if not is_cold[t]]
     valid = EvalSet(
         [loo.valid.histories[u][~is_cold[loo.valid.histories[u]]] for u in keep],
@@ -221,7 +238,7 @@ def cold_start(ds: SeqDataset, fraction: float = 0.1, seed: int = 0) -> Split:
     )
     keep_valid = [u for u, h in enumerate(valid.histories) if len(h)]
     valid = EvalSet([valid.histories[u] for u in keep_valid], valid.targets[keep_valid])
-    return Split("cold", ds.n_items, train, valid, loo.test, cold_items=cold)
+    return Split("cold", ds.n_items, train, valid, loo.test, cold_items=cold, valid_cold_items=valid_cold)
 
 
 def make_split(ds: SeqDataset, name: str, seed: int = 0) -> Split:

@@ -6,7 +6,8 @@ objective is next-item prediction at every position of every training window
 every item encoded alone by the item tower, as serving encodes it. Negatives are the whole
 catalogue up to :attr:`LearnTrainConfig.full_softmax_max_items` items, else a uniform sample of
 ``sampled_negatives`` items with the logQ correction (docs/MODEL.md has the measurements).
-The items of the user's window are not negatives for it (``mask_history``).
+The items of the user's window are not negatives for it (``mask_history``), and items that
+do not exist yet at training time (``Split.unknown_items``: the cold split's) are no negatives.
 
 Item IDs: an item gets a row in the ID table when it occurs in the training sequences
 (:func:`id_rows`); every other item (a cold one) is represented by its content alone.
@@ -65,11 +66,14 @@ def id_items_of(inputs: ItemInputs, item_ids: Sequence[str]) -> list[str]:
 
 
 class ItemInputs:
-    """The frozen content table and the ID rows, as tensors, with the lookups training needs."""
+    """The frozen content table and the ID rows, as tensors, with the lookups training needs.
+    ``unknown`` bool [N]: items that are never negatives in training (None: all are)."""
 
-    def __init__(self, content: np.ndarray, rows: np.ndarray) -> None:
+    def __init__(self, content: np.ndarray, rows: np.ndarray, unknown: np.ndarray | None = None) -> None:
         self.content = torch.as_tensor(content, dtype=torch.float32)  # [N, D]
         self.rows = torch.as_tensor(rows, dtype=torch.int64)  # [N]
+        self.unknown = None if unknown is None or not unknown.any() else torch.as_tensor(unknown)
+        self.known = torch.arange(len(rows)) if self.unknown is None else (~self.unknown).nonzero()[:, 0]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -108,6 +112,14 @@ def window_items(ids: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, n
     return seen
 
 
+def excluded_negatives(own: torch.Tensor | None, unknown: torch.Tensor | None, rows: int) -> torch.Tensor | None:
+    """bool [R, N] (or None: nothing excluded): each row's own window items ``own`` [R, N]
+    and the catalogue's ``unknown`` items [N]."""
+    if unknown is None:
+        return own
+    return unknown.expand(rows, -1) if own is None else own | unknown
+
+
 def next_item_loss(model: LearnModel, inputs: ItemInputs, batch, cfg: LearnTrainConfig,
                    rng: torch.Generator | None = None) -> torch.Tensor:
     """The loss of one batch ``(ids [B, L], mask [B, L], targets [B, L])`` (see the module)."""
@@ -127,15 +139,16 @@ def next_item_loss(model: LearnModel, inputs: ItemInputs, batch, cfg: LearnTrain
     owner = real.nonzero()[:, 0]  # [R] the row's window
     own = window_items(ids, mask, targets, n) if cfg.mask_history else None  # [B, N]
     if full:
-        excluded = None if own is None else own[owner]
+        excluded = excluded_negatives(None if own is None else own[owner], inputs.unknown, len(target))
         return full_softmax_loss(user, catalogue, target, cfg.temperature, excluded)
-    k = min(cfg.sampled_negatives, n)
-    negatives = torch.randperm(n, generator=rng)[:k]  # [K] uniform, without replacement
+    known = len(inputs.known)
+    k = min(cfg.sampled_negatives, known)
+    negatives = inputs.known[torch.randperm(known, generator=rng)[:k]]  # [K] uniform, without replacement
     excluded = negatives[None, :] == target[:, None]  # [R, K]
     if own is not None:
         excluded |= own[owner][:, negatives]
     return sampled_softmax_loss(user, inputs.items(model, target), inputs.items(model, negatives),
-                                cfg.temperature, math.log(k / n), excluded)
+                                cfg.temperature, math.log(k / known), excluded)
 
 
 def train_offline(
@@ -151,7 +164,7 @@ def train_offline(
     rows = id_rows(split.train_counts(), cfg.id_min_count)
     if model_cfg.uses_ids:
         model_cfg.id_rows = int(rows.max()) + 1
-    inputs = ItemInputs(content, rows)
+    inputs = ItemInputs(content, rows, split.unknown_items())
     model = LearnModel(model_cfg)
     windows = cut_windows(split.train, model_cfg.max_len)
     batches = window_batches(windows, cfg.fit.batch_size, np.random.default_rng(cfg.fit.seed))

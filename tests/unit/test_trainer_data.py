@@ -96,13 +96,19 @@ def test_leave_one_out():
 
 def test_cold_start_removes_items_from_training():
     ds = _toy()
-    split = cold_start(ds, fraction=0.1, seed=3)
-    assert len(split.cold_items) == 5
-    assert np.array_equal(split.cold_items, cold_start(ds, fraction=0.1, seed=3).cold_items)
-    assert split.train_counts()[split.cold_items].sum() == 0
+    split = cold_start(ds, fraction=0.1, seed=3, valid_fraction=0.2)
+    assert len(split.cold_items) == 5 and len(split.valid_cold_items) == 10
+    assert not np.isin(split.valid_cold_items, split.cold_items).any()
+    again = cold_start(ds, fraction=0.1, seed=3)
+    assert np.array_equal(split.cold_items, again.cold_items)  # the test-cold set does not move
+    unknown = np.concatenate([split.cold_items, split.valid_cold_items])
+    assert np.array_equal(np.flatnonzero(split.unknown_items()), np.sort(unknown))
+    assert split.train_counts()[unknown].sum() == 0
     assert not np.isin(split.valid.targets, split.cold_items).any()
+    assert np.isin(split.valid.targets, split.valid_cold_items).any()  # cold start on validation
     assert not any(np.isin(h, split.cold_items).any() for h in split.valid.histories)
     assert np.array_equal(split.test.targets, leave_one_out(ds).test.targets)
+    assert not leave_one_out(ds).unknown_items().any()
 
 
 @pytest.mark.skipif(not data_path(DATASETS[0]).exists(), reason="../shared/data not present")

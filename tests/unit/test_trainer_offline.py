@@ -15,7 +15,7 @@ import torch
 
 from shared.cli import main
 from shared.model import checkpoint
-from shared.model.towers import LearnConfig
+from shared.model.towers import LearnConfig, LearnModel
 from trainer.baselines import (
     SASRecConfig,
     content_mean_scorer,
@@ -23,11 +23,18 @@ from trainer.baselines import (
     sasrec_scorer,
     train_sasrec,
 )
-from trainer.data import SeqDataset, leave_one_out
+from trainer.data import SeqDataset, cold_start, leave_one_out
 from trainer.evaluate import evaluate
 from trainer.fit import FitConfig
-from trainer.offline import LearnTrainConfig, id_items_of, learn_scorer, train_offline
-from trainer.windows import cut_windows, length_batches
+from trainer.offline import (
+    ItemInputs,
+    LearnTrainConfig,
+    id_items_of,
+    learn_scorer,
+    next_item_loss,
+    train_offline,
+)
+from trainer.windows import cut_windows, length_batches, window_batches
 
 from .tiny_hf import save_tiny_model
 
@@ -163,3 +170,27 @@ def test_early_stopping_scores_a_fixed_sample_of_a_large_validation_set():
     a, b = validation_sample(valid, 20, seed=0), validation_sample(valid, 20, seed=0)
     assert len(a.targets) == 20 and np.array_equal(a.targets, b.targets)
     assert all(int(h[0]) == t for h, t in zip(a.histories, a.targets, strict=True))
+
+
+@pytest.mark.parametrize("full_softmax_max_items", [N_ITEMS, 0])
+def test_items_unknown_at_training_time_are_never_negatives(full_softmax_max_items):
+    """The cold split's items are published after training: what their content says must not
+    change the training loss, through the full softmax or the sampled one."""
+    split = cold_start(_toy(), fraction=0.2, seed=0)
+    unknown = split.unknown_items()
+    assert unknown.sum() == len(split.cold_items) + len(split.valid_cold_items) > 0
+    cfg = LearnTrainConfig(full_softmax_max_items=full_softmax_max_items, sampled_negatives=N_ITEMS)
+    model = LearnModel(LearnConfig(content_dim=12, model_dim=16, output_dim=16, max_len=8, item_ids="none"))
+    model.eval()  # no dropout: the same batch gives the same loss
+    windows = cut_windows(split.train, 8)
+    batch = next(window_batches(windows, 16, np.random.default_rng(0)))
+    content = _content()
+    moved = content.copy()
+    moved[unknown] *= -5.0
+    losses = []
+    for table in (content, moved):
+        inputs = ItemInputs(table, np.full(N_ITEMS, -1), unknown)
+        losses.append(next_item_loss(model, inputs, batch, cfg, torch.Generator().manual_seed(0)).item())
+    assert losses[0] == pytest.approx(losses[1])
+    known = ItemInputs(content, np.full(N_ITEMS, -1))
+    assert next_item_loss(model, known, batch, cfg, torch.Generator().manual_seed(0)).item() != pytest.approx(losses[0])

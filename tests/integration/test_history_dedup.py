@@ -1,0 +1,69 @@
+"""The history updater's exactly-once effect on a real Redis, batch by batch: per-partition
+applied-offset watermarks (re-deliveries), the user's recent event ids (a producer's
+duplicates), and bounded state (a TTL and a cap on users), with O(partitions + users) keys."""
+
+from __future__ import annotations
+
+import time
+from collections import namedtuple
+
+import pytest
+
+from shared.redis_keys import RedisKeys
+from shared.schemas import InteractionEvent
+from shared.worker import Accepted
+from stream.history_updater import HistoryHandler
+
+pytestmark = pytest.mark.integration
+
+Record = namedtuple("Record", "topic partition offset")
+
+
+def _batch(events, partition: int = 0, first_offset: int = 0) -> list[Accepted]:
+    return [Accepted(Record("interactions", partition, first_offset + n), e) for n, e in enumerate(events)]
+
+
+def _history(redis_client, keys: RedisKeys, user: str) -> list[str]:
+    return [i.decode() for i in redis_client.lrange(keys.history(user), 0, -1)]
+
+
+def test_redelivered_records_and_duplicate_events_have_no_second_effect(settings, redis_client):
+    keys = RedisKeys.from_settings(settings)
+    handler = HistoryHandler(redis_client, keys, settings)
+    now = time.time()
+    events = [InteractionEvent(event_id=f"e{n}", user_id=f"u{n % 3}", item_id=f"i{n}", timestamp=now)
+              for n in range(300)]
+    first = _batch(events[:200])
+    handler(first)
+    handler(first[50:])  # a crash before the commit: part of the batch comes again
+    handler(_batch(events[150:], first_offset=150))  # re-delivered from 150, then new records
+    handler(_batch([events[299]], first_offset=300))  # a producer's retry: same event, new offset
+    handler(_batch(events[:3], partition=1))  # another partition has its own watermark: applied
+    for user in range(3):
+        mine = [f"i{n}" for n in range(user, 300, 3)]
+        assert _history(redis_client, keys, f"u{user}") == (mine + [f"i{user}"])[-settings.history_length:]
+    assert redis_client.hgetall(keys.history_applied()) == {b"interactions:0": b"300", b"interactions:1": b"2"}
+    # O(partitions + users) keys, none per event
+    users = {f"u{n}" for n in range(3)}
+    expected = {keys.history(u) for u in users} | {keys.history_events(u) for u in users}
+    expected |= {keys.history_users(), keys.history_applied(), keys.popular_clock()}
+    found = {k.decode() for k in redis_client.scan_iter(match=keys.pattern_all(), count=1000)}
+    assert {k for k in found if ":popular:" not in k} == expected
+
+
+def test_histories_expire_and_the_least_recently_active_users_leave_past_the_cap(settings, redis_client):
+    capped = settings.model_copy(update={"history_max_users": 2, "history_ttl_s": 600})
+    keys = RedisKeys.from_settings(capped)
+    handler = HistoryHandler(redis_client, keys, capped)
+    now = time.time()
+    events = [InteractionEvent(event_id=f"e{n}", user_id=f"u{n}", item_id="i", timestamp=now + n) for n in range(3)]
+    handler(_batch(events[:2]))
+    handler(_batch([InteractionEvent(event_id="again", user_id="u0", item_id="j", timestamp=now + 5)],
+                   first_offset=2))  # u0 is active again: u1 is now the least recent
+    handler(_batch(events[2:], first_offset=3))
+    assert not redis_client.exists(keys.history("u1"), keys.history_events("u1"))
+    assert _history(redis_client, keys, "u0") == ["i", "j"] and _history(redis_client, keys, "u2") == ["i"]
+    assert {m.decode() for m in redis_client.zrange(keys.history_users(), 0, -1)} == {"u0", "u2"}
+    for user in ("u0", "u2"):
+        assert 0 < redis_client.ttl(keys.history(user)) <= 600
+        assert 0 < redis_client.ttl(keys.history_events(user)) <= 600
