@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     # drawn from a reservoir of this many snapshots.
     trainer_replay_fraction: float = Field(default=1.0, ge=0)
     trainer_replay_capacity: int = Field(default=20_000, ge=0)
+    # Users whose recent sequence the trainer keeps (memory and checkpoint size are bounded by
+    # this x the model's max_len); past it the least recently active user is forgotten.
+    trainer_max_users: int = Field(default=1_000_000, ge=1)
     # Negatives per step: this many items drawn uniformly from every known item (their item
     # vectors computed in the step); 0 uses the other examples' targets (in-batch) instead.
     trainer_negatives: int = Field(default=1024, ge=0)
@@ -131,6 +134,13 @@ class Settings(BaseSettings):
     trainer_publish_every_s: float = Field(default=60.0, gt=0)
     trainer_publish_batch_size: int = Field(default=1024, ge=1)
     trainer_keep_versions: int = Field(default=3, ge=1)
+    # A publisher renews its lease on the version it publishes after every batch of items; a
+    # preparing version whose lease ran out (its publisher died) is aborted by the next publish
+    # or by ``learnrec model abort``.
+    model_publish_lease_s: float = Field(default=120.0, gt=0)
+    # A failed publish is retried after this long, doubling up to the maximum.
+    trainer_publish_retry_s: float = Field(default=5.0, gt=0)
+    trainer_publish_retry_max_s: float = Field(default=300.0, gt=0)
     # Keep {event_id: times trained} in the checkpoint (tests of exactly-once training).
     trainer_audit: bool = False
 

@@ -68,16 +68,19 @@ class ItemSnapshot:
 class ModelRegistry:
     """Reads and changes the model-version state of one Redis prefix."""
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys, model_dir: Path, onnx_threads: int = 1) -> None:
+    def __init__(self, client: redis.Redis, keys: RedisKeys, model_dir: Path, onnx_threads: int = 1,
+                 lease_s: float = 120.0) -> None:
         self.redis = client
         self.keys = keys
         self.model_dir = Path(model_dir)
         self.onnx_threads = onnx_threads
+        self.lease_ms = max(1, int(lease_s * 1000))
         self._write_if_unchanged = client.register_script(_WRITE_IF_UNCHANGED)
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis) -> ModelRegistry:
-        return cls(client, RedisKeys.from_settings(settings), settings.model_dir, settings.onnx_threads)
+        return cls(client, RedisKeys.from_settings(settings), settings.model_dir, settings.onnx_threads,
+                   settings.model_publish_lease_s)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -120,10 +123,26 @@ class ModelRegistry:
         return self.info(meta["version"])
 
     def begin_publish(self, version: str) -> None:
-        """Step 1: from now on the item encoder also writes vectors for ``version``."""
+        """Step 1: from now on the item encoder also writes vectors for ``version``. The
+        publisher holds a lease on it (:meth:`renew_lease` while it works); a version whose
+        lease ran out was abandoned (its publisher died) and is aborted here first."""
         self.load_version(version)  # fail here, not in every encoder, if the towers are unusable
+        self.abort_abandoned()
+        self.renew_lease(version)
         self.redis.sadd(self.keys.model_preparing(), version)
         log.info("publishing model version %s: preparing", version)
+
+    def renew_lease(self, version: str) -> None:
+        """The publisher of ``version`` is alive: its lease runs ``lease_s`` from now."""
+        self.redis.set(self.keys.model_lease(version), "1", px=self.lease_ms)
+
+    def abort_abandoned(self) -> list[str]:
+        """Abort every preparing version whose publisher's lease ran out. Returns them."""
+        abandoned = [v for v in sorted(self.preparing()) if not self.redis.exists(self.keys.model_lease(v))]
+        for version in abandoned:
+            log.warning("model version %s: its publisher's lease ran out; aborting it", version)
+            self.abort_publish(version)
+        return abandoned
 
     def snapshot(self, batch_size: int = 512) -> Iterator[ItemSnapshot]:
         """Step 2a: every item with a content embedding, in batches (read after begin_publish)."""
@@ -169,12 +188,19 @@ class ModelRegistry:
             pipe.set(self.keys.model_current(), version)
             pipe.srem(self.keys.model_preparing(), version)
             pipe.zadd(self.keys.model_versions(), {version: time.time()})
+            pipe.delete(self.keys.model_lease(version))
             pipe.execute()
         log.info("model version %s is current", version)
 
     def abort_publish(self, version: str) -> None:
-        """Stop preparing ``version`` (a failed publish); its partial vectors stay until pruned."""
-        self.redis.srem(self.keys.model_preparing(), version)
+        """Stop preparing ``version`` (a failed or abandoned publish). A version never published
+        is discarded (partial vectors, metadata, folder); an earlier published one (a failed
+        rollback) keeps them. Its publisher, if alive, then fails at :meth:`finish_publish`."""
+        self.redis.srem(self.keys.model_preparing(), version)  # encoders stop writing for it first
+        self.redis.delete(self.keys.model_lease(version))
+        if version != self.current() and version not in self.versions() and self.redis.exists(self.keys.model_meta(version)):
+            self.discard(version)
+        log.info("model version %s: publish aborted", version)
 
     def publish(
         self, version: str, batch_size: int = 512, after_snapshot_batch: Callable[[], None] | None = None
@@ -193,6 +219,7 @@ class ModelRegistry:
                 if after_snapshot_batch:
                     after_snapshot_batch()
                 written += self.write_vectors(version, batch.item_ids, vectors, batch.content_hashes)
+                self.renew_lease(version)
             self.finish_publish(version)
         except BaseException:
             self.abort_publish(version)

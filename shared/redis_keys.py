@@ -24,6 +24,9 @@ key                                 type       holds
 ``{p}:popular:{bucket}``            zset       item_id -> interaction count in one time bucket
 ``{p}:popular-clock``               zset       member ``latest``: the newest bucket counted
 ``{p}:model:lock:{version}``        string     held by the process publishing ``version``
+``{p}:model:lease:{version}``       string     alive while a publisher works on ``version``
+                                               (expires: a preparing version without it
+                                               was abandoned)
 ``{p}:model:gate``                  list       publish-gate decisions (JSON), newest first
 ``{p}:model:force-publish``         string     set by an operator: the trainer's next version
                                                is published whatever the gate says
@@ -91,6 +94,9 @@ class RedisKeys:
 
     def model_lock(self, version: str) -> str:
         return f"{self.prefix}:model:lock:{version}"
+
+    def model_lease(self, version: str) -> str:
+        return f"{self.prefix}:model:lease:{version}"
 
     def model_gate(self) -> str:
         return f"{self.prefix}:model:gate"

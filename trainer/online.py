@@ -56,6 +56,7 @@ class TrainConfig:
     temperature: float = 0.05
     replay_fraction: float = 1.0
     replay_capacity: int = 20_000
+    max_users: int = 1_000_000
     negatives: int = 1024
     gate_events: int = 500
     item_ids: ItemIds = "hybrid"
@@ -69,7 +70,7 @@ class TrainConfig:
             batch_size=s.trainer_batch_size, lr=s.trainer_lr, warmup_steps=s.trainer_warmup_steps,
             weight_decay=s.trainer_weight_decay, temperature=s.trainer_temperature,
             replay_fraction=s.trainer_replay_fraction, replay_capacity=s.trainer_replay_capacity,
-            negatives=s.trainer_negatives, gate_events=s.trainer_gate_events,
+            max_users=s.trainer_max_users, negatives=s.trainer_negatives, gate_events=s.trainer_gate_events,
             item_ids=s.trainer_item_ids, id_min_count=s.trainer_id_min_count, seed=s.trainer_seed,
             audit=s.trainer_audit,
         )
@@ -95,7 +96,7 @@ class OnlineTrainer:
         self.ids = ids or IdIndex()
         self.id_counts: dict[str, int] = {}  # trained interactions of items without an ID row yet
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.sequences = UserSequences(self.history_len + 1)
+        self.sequences = UserSequences(self.history_len + 1, cfg.max_users)
         self.replay = ReplayBuffer(cfg.replay_capacity, seed=cfg.seed)
         self.holdback: deque[tuple[str, Example | None]] = deque()  # (event id, example), oldest first
         self.offsets: dict[str, int] = {}
@@ -122,7 +123,7 @@ class OnlineTrainer:
         trainer = cls(model, content, cfg, extra.get("encoder", encoder), IdIndex(extra.get("id_items", ())))
         if "sequences" in extra:
             trainer.optimizer.load_state_dict(extra["optimizer"])
-            trainer.sequences = UserSequences.from_state(extra["sequences"])
+            trainer.sequences = UserSequences.from_state(extra["sequences"], cfg.max_users)
             trainer.replay = ReplayBuffer.from_state(extra["replay"], seed=cfg.seed)
             trainer.holdback = deque((e, None if h is None else (list(h), t)) for e, h, t in extra["holdback"])
             trainer.id_counts = dict(extra["id_counts"])

@@ -73,6 +73,7 @@ def publish_version(
                 content.update(batch.item_ids, batch.content)
             vectors = tower.item_vectors(batch.content, batch.item_ids)
             written += registry.write_vectors(version, batch.item_ids, vectors, batch.content_hashes)
+            registry.renew_lease(version)
             items += len(batch.item_ids)
             if time.perf_counter() - last_log > 5:
                 last_log = time.perf_counter()

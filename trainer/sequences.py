@@ -13,13 +13,18 @@ from typing import Any
 
 
 class UserSequences:
-    """user_id -> the user's most recent ``max_len`` item ids, oldest first."""
+    """user_id -> the user's most recent ``max_len`` item ids, oldest first, for at most
+    ``max_users`` users: past that the least recently active user is forgotten (memory and
+    checkpoints stay bounded; a forgotten user who returns starts a new sequence)."""
 
-    def __init__(self, max_len: int) -> None:
+    def __init__(self, max_len: int, max_users: int = 1_000_000) -> None:
         if max_len < 2:
             raise ValueError("max_len must be at least 2 (one history item and one target)")
+        if max_users < 1:
+            raise ValueError("max_users must be at least 1")
         self.max_len = max_len
-        self._seqs: dict[str, deque[str]] = {}
+        self.max_users = max_users
+        self._seqs: dict[str, deque[str]] = {}  # least recently active first
 
     def __len__(self) -> int:
         return len(self._seqs)
@@ -30,19 +35,26 @@ class UserSequences:
 
     def append(self, user_id: str, item_id: str) -> list[str]:
         """Add one interaction; returns the user's sequence after it (a copy)."""
-        seq = self._seqs.get(user_id)
+        seq = self._seqs.pop(user_id, None)  # re-inserted last: the most recently active
         if seq is None:
-            seq = self._seqs[user_id] = deque(maxlen=self.max_len)
+            seq = deque(maxlen=self.max_len)
+            while len(self._seqs) >= self.max_users:
+                del self._seqs[next(iter(self._seqs))]
+        self._seqs[user_id] = seq
         seq.append(item_id)
         return list(seq)
 
     def state(self) -> dict[str, Any]:
-        return {"max_len": self.max_len, "seqs": {u: list(s) for u, s in self._seqs.items()}}
+        return {"max_len": self.max_len, "max_users": self.max_users,
+                "seqs": {u: list(s) for u, s in self._seqs.items()}}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> UserSequences:
-        out = cls(int(state["max_len"]))
-        out._seqs = {u: deque(s, maxlen=out.max_len) for u, s in state["seqs"].items()}
+    def from_state(cls, state: dict[str, Any], max_users: int | None = None) -> UserSequences:
+        """``max_users``: the cap now (a setting may have changed since the checkpoint); the
+        least recently active users beyond it are forgotten."""
+        out = cls(int(state["max_len"]), max_users or int(state.get("max_users", 1_000_000)))
+        seqs = list(state["seqs"].items())[-out.max_users :]
+        out._seqs = {u: deque(s, maxlen=out.max_len) for u, s in seqs}
         return out
 
 

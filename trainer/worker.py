@@ -93,6 +93,8 @@ class TrainerLoop:
         self.unpublished_since: float | None = None
         self.published: list[str] = []
         self.decisions: list[GateDecision] = []
+        self.failed_publishes = 0  # in a row; the next try waits retry_s * 2**(failed - 1)
+        self.retry_at = 0.0
 
     def handle(self, batch: Sequence[Accepted[InteractionEvent]]) -> BatchResult:
         """Add the batch's events to the trainer, skipping every record below the next offset its
@@ -109,7 +111,7 @@ class TrainerLoop:
         self.trainer.add(fresh, offsets)
         self.since_checkpoint += len(fresh)
         self.since_publish += len(fresh)
-        if self.unpublished_since is None:
+        if fresh and self.unpublished_since is None:
             self.unpublished_since = time.monotonic()
         return BatchResult()
 
@@ -120,7 +122,7 @@ class TrainerLoop:
             self.unpublished_since is not None
             and time.monotonic() - self.unpublished_since >= s.trainer_publish_every_s
         )
-        if due:
+        if due and time.monotonic() >= self.retry_at:
             self.checkpoint()
             self.publish()
         elif self.since_checkpoint >= s.trainer_checkpoint_every:
@@ -136,8 +138,10 @@ class TrainerLoop:
 
     def publish(self) -> None:
         """Export a candidate, let the gate decide, publish it or discard it. On failure (Redis
-        down) the next tick tries again."""
+        down) the candidate is dropped and a later tick tries again, after a backoff that
+        doubles with every failure in a row (``trainer_publish_retry_s`` up to ``_max_s``)."""
         s, trainer, registry = self.settings, self.trainer, self.registry
+        candidate = None
         try:
             started = time.perf_counter()
             candidate = export_candidate(trainer.model, registry, trainer.encoder, trainer.ids.items)
@@ -158,10 +162,27 @@ class TrainerLoop:
             record(decision, registry.redis, registry.keys)
             self.decisions.append(decision)
         except Exception:
-            log.exception("publish failed; retrying at the next tick")
+            self.failed_publishes += 1
+            wait_s = min(s.trainer_publish_retry_s * 2 ** (self.failed_publishes - 1), s.trainer_publish_retry_max_s)
+            self.retry_at = time.monotonic() + wait_s
+            log.exception("publish failed (%d in a row); retrying in %.0f s", self.failed_publishes, wait_s)
+            if candidate is not None:
+                self._drop(candidate.info.version)
             return
+        self.failed_publishes = 0
         self.since_publish = 0
         self.unpublished_since = None
+
+    def _drop(self, version: str) -> None:
+        """Forget a candidate whose publish failed (best effort: Redis may be what failed)."""
+        try:
+            if version in self.registry.preparing():
+                self.registry.abort_publish(version)
+            elif version != self.registry.current() and version not in self.registry.versions():
+                self.registry.discard(version)
+        except Exception:
+            log.warning("could not discard candidate %s now (an abandoned publish is aborted by the next one)",
+                        version, exc_info=True)
 
 
 def _assign(consumer, topic: str, offsets: dict[str, int], timeout_s: float = 30.0) -> None:

@@ -1,5 +1,5 @@
-"""``learnrec model bootstrap|list|rollback|prune|force-publish``: inspect and change the serving
-model version."""
+"""``learnrec model bootstrap|list|rollback|prune|abort|force-publish``: inspect and change the
+serving model version."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     rollback.add_argument("version", nargs="?", help="default: the version published before the current one")
     prune = sub.add_parser("prune", help="Delete all but the newest published versions")
     prune.add_argument("--keep", type=int, default=3)
+    abort = sub.add_parser("abort", help="Abort a version being published (default: every one whose "
+                                         "publisher's lease ran out); a never-published one is deleted")
+    abort.add_argument("version", nargs="?")
     sub.add_parser("force-publish", help="Publish the online trainer's next version whatever its publish gate says")
     parser.set_defaults(func=run)
 
@@ -38,6 +41,14 @@ def run(args: argparse.Namespace) -> int:
                           "versions": versions}, indent=2))
     elif args.action == "rollback":
         print(registry.rollback(args.version))
+    elif args.action == "abort":
+        if args.version is None:
+            print("\n".join(registry.abort_abandoned()) or "no abandoned version")
+        elif args.version not in registry.preparing():
+            raise SystemExit(f"model version {args.version!r} is not being published")
+        else:
+            registry.abort_publish(args.version)
+            print(args.version)
     elif args.action == "force-publish":
         registry.redis.set(registry.keys.model_force_publish(), "1")
         print("the trainer's next version will be published whatever the gate says")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -145,3 +147,50 @@ def test_prune_keeps_current_and_newest(settings, redis_client, registry, encode
     assert not (settings.model_dir / versions[0]).exists()
     with pytest.raises(VersionError):
         registry.info(versions[0])
+
+
+def test_an_abandoned_publish_is_aborted_when_its_lease_runs_out(settings, redis_client, encoder, store):
+    """A publisher killed mid-publish leaves its version preparing: encoders would write vectors
+    for it forever. Its lease runs out; the next publish (or ``model abort``) aborts it, and a
+    version never published is deleted with its partial vectors and folder."""
+    registry = ModelRegistry(redis_client, RedisKeys.from_settings(settings), settings.model_dir, lease_s=60)
+    keys = RedisKeys.from_settings(settings)
+    current = ensure_current_version(settings, registry, encoder.model_id, DIM)
+    dead = _new_version(settings, registry, encoder, "dead", seed=3)
+    registry.begin_publish(dead)  # ... and its publisher dies here
+    store.write([_item(encoder, "i1", "written while dead was preparing")], [])
+    assert redis_client.hexists(keys.vectors(dead), "i1")
+    assert 0 < redis_client.pttl(keys.model_lease(dead)) <= 60_000
+    assert registry.abort_abandoned() == []  # the lease still runs: its publisher may be alive
+    redis_client.pexpire(keys.model_lease(dead), 1)  # 60 s later, nobody renewed it
+    time.sleep(0.01)
+    live = _new_version(settings, registry, encoder, "live", seed=4)
+    registry.publish(live)  # begins by aborting the abandoned one
+    assert registry.current() == live and registry.preparing() == set()
+    assert not redis_client.exists(keys.vectors(dead), keys.model_meta(dead), keys.model_lease(dead))
+    assert not (settings.model_dir / "dead").exists()
+    assert registry.versions() == [current, live]
+    with pytest.raises(VersionError):  # its publisher, if it wakes up, cannot flip to it
+        registry.finish_publish(dead)
+
+
+def test_model_abort_command(settings, redis_client, encoder, monkeypatch, capsys):
+    from shared.cli import main
+    from shared.config import get_settings
+
+    for name, value in {"REDIS_URL": settings.redis_url, "LEARNREC_REDIS_PREFIX": settings.redis_prefix,
+                        "LEARNREC_MODEL_DIR": str(settings.model_dir)}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        registry = ModelRegistry.from_settings(settings, redis_client)
+        ensure_current_version(settings, registry, encoder.model_id, DIM)
+        stuck = _new_version(settings, registry, encoder, "stuck", seed=5)
+        registry.begin_publish(stuck)
+        with pytest.raises(SystemExit):
+            main(["model", "abort", "not-preparing"])
+        assert main(["model", "abort", stuck]) == 0
+        assert capsys.readouterr().out.strip().endswith(stuck)
+        assert registry.preparing() == set() and not redis_client.exists(RedisKeys.from_settings(settings).model_meta(stuck))
+    finally:
+        get_settings.cache_clear()

@@ -65,6 +65,20 @@ def test_user_sequences_are_bounded_and_roundtrip():
     assert again.append("u", "e") == ["c", "d", "e"]
 
 
+def test_user_sequences_keep_at_most_max_users_the_least_recently_active_leave():
+    seqs = UserSequences(3, max_users=2)
+    seqs.append("u1", "a")
+    seqs.append("u2", "b")
+    seqs.append("u1", "c")  # u1 is active again: u2 is the least recent now
+    seqs.append("u3", "d")
+    assert len(seqs) == 2 and seqs.get("u2") == [] and seqs.get("u1") == ["a", "c"]
+    for n in range(1000):
+        seqs.append(f"many{n}", "x")
+    assert len(seqs) == 2 and len(seqs.state()["seqs"]) == 2  # the checkpoint is bounded too
+    smaller = UserSequences.from_state(seqs.state(), max_users=1)  # a lower cap after a restart
+    assert len(smaller) == 1 and smaller.get("many999") == ["x"]
+
+
 def test_replay_buffer_is_a_bounded_uniform_sample():
     buf = ReplayBuffer(capacity=50, seed=1)
     for k in range(5000):
