@@ -133,10 +133,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        """200 once a model version and its index are loaded, else 503."""
+        """200 once a model version and its index are loaded (and Redis is not being rebuilt),
+        else 503."""
         current = service.holder.current
         if current is None:
             return JSONResponse({"ready": False, "detail": "no model version loaded"}, 503)
+        if service.holder.unavailable is not None:
+            return JSONResponse({"ready": False, "detail": service.holder.unavailable}, 503)
         return JSONResponse(
             {"ready": True, "model_version": current.version, "items": len(current.index)}
         )

@@ -40,7 +40,7 @@ class ServingService:
 
     @property
     def ready(self) -> bool:
-        return self.holder.current is not None
+        return self.holder.current is not None and self.holder.unavailable is None
 
     def start(self) -> None:
         self.tailer.start()

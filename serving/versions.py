@@ -15,6 +15,11 @@ closed (session and index released) when its last in-flight request unpins it.
 While a version loads it is already *live* for the item-update tailer (``serving.updates``),
 so vectors written during the scan are not missed; both writers take the version's
 ``write_lock`` around each read-from-Redis-then-upsert step, which keeps the newest value last.
+
+The manager also watches whether Redis's state is whole: with ``{p}:model:current`` gone (a
+wiped Redis) or partitions still being replayed (``{p}:rebuilding``, :mod:`shared.rebuild`),
+:attr:`VersionHolder.unavailable` says why and every pin raises :class:`NotReady` (a 503)
+rather than answering from half a state.
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ class VersionHolder:
         self._lock = threading.Lock()
         self._current: ServingVersion | None = None
         self._loading: dict[str, ServingVersion] = {}
+        self.unavailable: str | None = None  # why answers would be wrong now (a Redis rebuild)
 
     @property
     def current(self) -> ServingVersion | None:
@@ -91,6 +97,8 @@ class VersionHolder:
             version = self._current
             if version is None:
                 raise NotReady("no model version is loaded yet")
+            if self.unavailable is not None:
+                raise NotReady(self.unavailable)
             version.in_flight += 1
         try:
             yield version
@@ -190,8 +198,17 @@ class VersionManager:
                 return
 
     def check(self) -> None:
-        """Load and swap in the version ``{p}:model:current`` names, if it is a new one."""
-        raw = self._redis.get(self._keys.model_current())
+        """Load and swap in the version ``{p}:model:current`` names, if it is a new one; say
+        whether Redis's state is whole (see the module docstring)."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._keys.model_current())
+            pipe.hlen(self._keys.rebuilding())
+            raw, rebuilding = pipe.execute()
+        self._holder.unavailable = (
+            "redis lost its state; it is being rebuilt" if raw is None and self._holder.current is not None
+            else f"redis is being rebuilt from the logs ({rebuilding} partitions to go)" if rebuilding
+            else None
+        )
         if raw is None:
             return
         wanted = raw.decode()

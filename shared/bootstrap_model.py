@@ -192,7 +192,9 @@ def build_bootstrap(settings: Settings, encoder_id: str, content_dim: int) -> Pa
 def ensure_current_version(
     settings: Settings, registry: ModelRegistry, encoder_id: str, content_dim: int, wait_s: float = 120.0
 ) -> str:
-    """The current version; when there is none, publish the bootstrap version first.
+    """The current version; when there is none (a new or a wiped Redis), restore the one the
+    registry's durable record names (:meth:`ModelRegistry.restore_record`), else publish the
+    bootstrap version.
 
     One process publishes (it holds the bootstrap lock); others wait for ``current`` to appear.
     """
@@ -201,6 +203,8 @@ def ensure_current_version(
     while (current := registry.current()) is None:
         if registry.redis.set(lock, "1", nx=True, ex=BOOTSTRAP_LOCK_TTL_S):
             try:
+                if registry.restore_record(encoder_id, content_dim) is not None:
+                    continue
                 info = registry.register(build_bootstrap(settings, encoder_id, content_dim))
                 if (info.encoder, info.content_dim) != (encoder_id, content_dim):
                     raise VersionError(

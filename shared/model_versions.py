@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -190,6 +192,7 @@ class ModelRegistry:
             pipe.zadd(self.keys.model_versions(), {version: time.time()})
             pipe.delete(self.keys.model_lease(version))
             pipe.execute()
+        self.write_record()
         log.info("model version %s is current", version)
 
     def abort_publish(self, version: str) -> None:
@@ -268,7 +271,52 @@ class ModelRegistry:
             self.redis.zrem(self.keys.model_versions(), version)
             if path.resolve().parent == self.model_dir.resolve() and path.is_dir():
                 shutil.rmtree(path)
+        if removed:
+            self.write_record()
         return removed
+
+    # -- the durable record (what a wiped Redis is rebuilt from) -------------------------------
+
+    def record_path(self) -> Path:
+        return self.model_dir / f"published-{re.sub(r'[^A-Za-z0-9._-]', '_', self.keys.prefix)}.json"
+
+    def write_record(self) -> None:
+        """Write the published versions (oldest first, with their folders) and the current one
+        to :meth:`record_path`, atomically: a wiped Redis loses its keys, not this file."""
+        record = {"current": self.current(),
+                  "versions": [{"version": v, "path": str(self.info(v).path)} for v in self.versions()]}
+        path = self.record_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp, path)
+
+    def restore_record(self, encoder: str, content_dim: int) -> str | None:
+        """After a wipe: register the recorded versions whose folders still exist and publish the
+        recorded current one (re-projecting whatever items Redis has). Returns it, or None when
+        there is no record, its current version's folder is gone, or it was made for another
+        content ``encoder`` / ``content_dim``."""
+        path = self.record_path()
+        if not path.is_file():
+            return None
+        record = json.loads(path.read_text())
+        current = record.get("current")
+        folders = {v["version"]: Path(v["path"]) for v in record.get("versions", [])}
+        meta_file = folders.get(current or "", Path("/nonexistent")) / "meta.json"
+        if not meta_file.is_file():
+            return None
+        meta = json.loads(meta_file.read_text())
+        if (meta.get("encoder"), int(meta.get("content_dim", -1))) != (encoder, content_dim):
+            log.warning("recorded version %s is for encoder %s, not %s: not restored", current, meta.get("encoder"), encoder)
+            return None
+        for order, (version, folder) in enumerate(folders.items()):
+            if (folder / "meta.json").is_file() and version != current:
+                self.register(folder)
+                self.redis.zadd(self.keys.model_versions(), {version: order})
+        self.register(folders[current])
+        self.publish(current)
+        log.warning("restored model version %s as current from %s", current, path)
+        return current
 
 
 class VersionCache:

@@ -28,6 +28,11 @@ key                                 type       holds
                                                (expires: a preparing version without it
                                                was abandoned)
 ``{p}:model:gate``                  list       publish-gate decisions (JSON), newest first
+``{p}:epoch``                       string     this Redis's lifetime (missing: new or wiped)
+``{p}:rebuilding``                  hash       ``{group}|{topic}|{partition}`` -> offset a
+                                               partition must reach (-1: not rewound yet)
+``{p}:replayed:{group}``            hash       ``{group}|{topic}|{partition}`` -> the epoch
+                                               it was replayed under
 ``{p}:model:force-publish``         string     set by an operator: the trainer's next version
                                                is published whatever the gate says
 ==================================  =========  ===================================================
@@ -97,6 +102,15 @@ class RedisKeys:
 
     def model_lease(self, version: str) -> str:
         return f"{self.prefix}:model:lease:{version}"
+
+    def epoch(self) -> str:
+        return f"{self.prefix}:epoch"
+
+    def rebuilding(self) -> str:
+        return f"{self.prefix}:rebuilding"
+
+    def replayed(self, group: str) -> str:
+        return f"{self.prefix}:replayed:{group}"
 
     def model_gate(self) -> str:
         return f"{self.prefix}:model:gate"

@@ -14,7 +14,9 @@ handler has run, a failed dead-letter delivery is retried on its own (the handle
 again) until it succeeds; the offsets are committed only then, so no dead letter is lost. A
 commit the group refuses (a rebalance moved the partitions) is logged: the partitions' new
 owner re-reads from the last commit, which idempotent handlers absorb. A crash anywhere before
-step 4 means the batch is redelivered; handlers must be idempotent.
+step 4 means the batch is redelivered; handlers must be idempotent. With a
+:class:`~shared.rebuild.ReplayGuard`, a wiped Redis makes the worker replay its partitions from
+the beginning before it handles anything more.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from kafka.errors import CommitFailedError
 from prometheus_client import Counter, Gauge, Histogram
 
 from shared.dead_letter import DeadLetterWriter
+from shared.rebuild import ReplayGuard
 from shared.schemas import EventError
 
 log = logging.getLogger(__name__)
@@ -88,6 +91,7 @@ class BatchWorker(Generic[E]):
         max_records: int = 500,
         retry_backoff_s: float = 1.0,
         lag_every_s: float = 5.0,
+        guard: ReplayGuard | None = None,
     ) -> None:
         self.name = name
         self.consumer = consumer
@@ -99,16 +103,27 @@ class BatchWorker(Generic[E]):
         self._retry_backoff_s = retry_backoff_s
         self._lag_every_s = lag_every_s
         self._last_lag = 0.0
+        self._guard = guard
         self.stop_event = threading.Event()
         self.totals = BatchStats()
 
     def run_once(self) -> BatchStats:
         """Poll, process and commit one batch. Returns what happened (empty on no records)."""
+        if self._guard is not None:
+            try:
+                self._guard.check(self.consumer)  # a wiped Redis: replay the partitions first
+            except Exception:  # Redis unreachable, a commit refused in a rebalance: try again
+                log.exception("%s: the replay check failed; trying again in %.1fs", self.name, self._retry_backoff_s)
+                self.stop_event.wait(self._retry_backoff_s)
+                return BatchStats()
         polled = self.consumer.poll(timeout_ms=self._poll_timeout_ms, max_records=self._max_records)
         records = [r for part in polled.values() for r in part]
         stats = BatchStats(polled=len(records))
         if not records:
             self._maybe_report_lag()
+            return stats
+        if self._guard is not None and not self._guard.covers(records):
+            self._rewind(records)  # partitions assigned inside this poll: the next check comes first
             return stats
         started = time.perf_counter()
         BATCH_SIZE.labels(self.name).observe(len(records))

@@ -17,14 +17,16 @@ most ``history_max_users`` users are kept (``{p}:history-users``, a zset by last
 past the cap the least recently active users' keys are deleted).
 
 Because the watermark and the effects are written by one script, a crash can never leave a
-record applied but not marked, or marked but not applied. Items need not exist yet: the id is
+record applied but not marked, or marked but not applied. The script writes only under the Redis
+epoch the batch was read under (:mod:`shared.rebuild`): after a wipe it refuses, and the worker
+replays its partitions from the beginning first. Items need not exist yet: the id is
 stored as is, the item may arrive later.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import redis
 from prometheus_client import Counter
@@ -42,18 +44,23 @@ INTERACTIONS = Counter("learnrec_interactions_total", "Interactions handled by t
 # A producer's retry lands among the user's next few events: the ids kept to recognise it.
 RECENT_EVENT_IDS = 16
 
-# KEYS: the watermarks hash, the users zset, the popularity clock, then per event (history,
-# recent event ids, popularity bucket). ARGV: history length, recent ids kept, history ttl, max
-# users, popularity ttl, the batch's newest bucket, the history and event-ids key prefixes, then
-# per event (watermark field, offset, item id, event id, time, user id). Returns {applied,
-# redelivered, duplicate}. ZADD GT moves the clock and a user's last-event time forward only.
+# KEYS: the watermarks hash, the users zset, the popularity clock, the epoch, then per event
+# (history, recent event ids, popularity bucket). ARGV: history length, recent ids kept, history
+# ttl, max users, popularity ttl, the batch's newest bucket, the history and event-ids key
+# prefixes, the epoch the batch was read under ('' = unchecked), then per event (watermark
+# field, offset, item id, event id, time, user id). Returns {applied, redelivered, duplicate},
+# or an error when the epoch changed (a wiped Redis: the batch must be replayed in order).
+# ZADD GT moves the clock and a user's last-event time forward only.
 _APPLY_BATCH = """
 local length, recent, ttl, max_users = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local pop_ttl, newest, history_prefix, events_prefix = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+if ARGV[9] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[9] then
+  return redis.error_reply('the redis epoch changed: replay first')
+end
 local applied, redelivered, duplicate = 0, 0, 0
 local marks = {}
-for i = 1, (#KEYS - 3) / 3 do
-  local k, a = 3 + (i - 1) * 3, 8 + (i - 1) * 6
+for i = 1, (#KEYS - 4) / 3 do
+  local k, a = 4 + (i - 1) * 3, 9 + (i - 1) * 6
   local field, offset = ARGV[a + 1], tonumber(ARGV[a + 2])
   local item, event_id, time, user = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
   if marks[field] == nil then
@@ -99,8 +106,12 @@ return {applied, redelivered, duplicate}
 class HistoryHandler:
     """The batch handler of the history updater worker."""
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys, settings: Settings) -> None:
+    def __init__(self, client: redis.Redis, keys: RedisKeys, settings: Settings,
+                 epoch: Callable[[], str | None] | None = None) -> None:
+        """``epoch``: the Redis epoch the worker's partitions were replayed under (its
+        :class:`~shared.rebuild.ReplayGuard`'s); None writes without that check."""
         self.keys = keys
+        self._epoch = epoch or (lambda: None)
         self.history_length = settings.history_length
         self.history_ttl_s = settings.history_ttl_s
         self.max_users = settings.history_max_users
@@ -110,9 +121,10 @@ class HistoryHandler:
         self._apply = client.register_script(_APPLY_BATCH)
 
     def __call__(self, batch: Sequence[Accepted[InteractionEvent]]) -> BatchResult:
-        keys = [self.keys.history_applied(), self.keys.history_users(), self.keys.popular_clock()]
+        keys = [self.keys.history_applied(), self.keys.history_users(), self.keys.popular_clock(), self.keys.epoch()]
         args: list = [self.history_length, RECENT_EVENT_IDS, self.history_ttl_s, self.max_users,
-                      self.popularity_ttl_s, 0, self.keys.history(""), self.keys.history_events("")]
+                      self.popularity_ttl_s, 0, self.keys.history(""), self.keys.history_events(""),
+                      self._epoch() or ""]
         newest = 0
         for accepted in batch:  # one user's events share a partition: list order is log order
             event, record = accepted.event, accepted.record

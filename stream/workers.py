@@ -11,6 +11,7 @@ from shared.config import Settings
 from shared.dead_letter import DeadLetterWriter
 from shared.kafka_io import ensure_topics, make_consumer, make_producer
 from shared.model_versions import ModelRegistry, VersionCache
+from shared.rebuild import ReplayGuard
 from shared.redis_client import make_redis
 from shared.redis_keys import RedisKeys
 from shared.schemas import decode_interaction_event, decode_item_event
@@ -43,30 +44,44 @@ def _consumer(settings: Settings, group: str, topic: str, batch_size: int):
     )
 
 
+def stream_workers(settings: Settings) -> list[tuple[str, str]]:
+    """(group, topic) of every stream worker: what a wiped Redis is rebuilt from."""
+    return [(GROUP_ITEM_ENCODER, topic_name(settings, ITEMS)),
+            (GROUP_HISTORY_UPDATER, topic_name(settings, INTERACTIONS))]
+
+
 def build_item_worker(settings: Settings, encoder: TextEncoder | None = None) -> BatchWorker:
-    """The item encoder worker; publishes the bootstrap model version if none is current."""
+    """The item encoder worker; restores or bootstraps the current model version if none is
+    current (at start, and when Redis was wiped: :mod:`shared.rebuild`)."""
     ensure_topics(settings)
     encoder = encoder or load_encoder(settings)
     client = make_redis(settings)
     registry = ModelRegistry.from_settings(settings, client)
+    consumer = _consumer(settings, GROUP_ITEM_ENCODER, ITEMS, settings.item_batch_size)
+    guard = ReplayGuard(client, RedisKeys.from_settings(settings), GROUP_ITEM_ENCODER, stream_workers(settings),
+                        lambda: ensure_current_version(settings, registry, encoder.model_id, encoder.content_dim))
+    guard.begin(consumer)  # a new Redis is marked as rebuilding before a version is restored in it
     version = ensure_current_version(settings, registry, encoder.model_id, encoder.content_dim)
     log.info("item encoder: encoder=%s content_dim=%d current_version=%s", encoder.model_id, encoder.content_dim, version)
     towers = VersionCache(registry, encoder.model_id, encoder.content_dim)
     store = ItemStore(client, RedisKeys.from_settings(settings), towers, settings.item_updates_maxlen)
     return BatchWorker(
         ITEM_WORKER,
-        _consumer(settings, GROUP_ITEM_ENCODER, ITEMS, settings.item_batch_size),
+        consumer,
         decode_item_event,
         ItemEncoderHandler(encoder, store),
         DeadLetterWriter(make_producer(settings), topic_name(settings, DEAD_LETTER), ITEM_WORKER),
         max_records=settings.item_batch_size,
+        guard=guard,
     )
 
 
 def build_history_worker(settings: Settings) -> BatchWorker:
     """The history updater worker."""
     ensure_topics(settings)
-    handler = HistoryHandler(make_redis(settings), RedisKeys.from_settings(settings), settings)
+    client, keys = make_redis(settings), RedisKeys.from_settings(settings)
+    guard = ReplayGuard(client, keys, GROUP_HISTORY_UPDATER, stream_workers(settings))
+    handler = HistoryHandler(client, keys, settings, epoch=lambda: guard.epoch)
     return BatchWorker(
         HISTORY_WORKER,
         _consumer(settings, GROUP_HISTORY_UPDATER, INTERACTIONS, settings.history_batch_size),
@@ -74,6 +89,7 @@ def build_history_worker(settings: Settings) -> BatchWorker:
         handler,
         DeadLetterWriter(make_producer(settings), topic_name(settings, DEAD_LETTER), HISTORY_WORKER),
         max_records=settings.history_batch_size,
+        guard=guard,
     )
 
 
