@@ -67,3 +67,20 @@ def test_histories_expire_and_the_least_recently_active_users_leave_past_the_cap
     for user in ("u0", "u2"):
         assert 0 < redis_client.ttl(keys.history(user)) <= 600
         assert 0 < redis_client.ttl(keys.history_events(user)) <= 600
+
+
+def test_redis_key_count_stays_flat_under_a_steady_stream_of_new_users(settings, redis_client):
+    """New users keep arriving: past ``history_max_users`` the key count stops growing (before
+    the cap it grew by two keys per user, and before the watermarks by one key per event)."""
+    capped = settings.model_copy(update={"history_max_users": 40})
+    keys = RedisKeys.from_settings(capped)
+    handler = HistoryHandler(redis_client, keys, capped)
+    now, offset, counts = time.time(), 0, []
+    for round_ in range(8):
+        events = [InteractionEvent(event_id=f"r{round_}-{k}", user_id=f"user-{round_}-{k % 30}", item_id=f"i{k % 7}",
+                                   timestamp=now + round_) for k in range(120)]
+        handler(_batch(events, first_offset=offset))
+        offset += len(events)
+        counts.append(sum(1 for _ in redis_client.scan_iter(match=keys.pattern_all(), count=1000)))
+    assert redis_client.zcard(keys.history_users()) == 40
+    assert counts[0] < counts[1] and len(set(counts[1:])) == 1, counts  # flat once the cap is reached

@@ -50,7 +50,7 @@ def _events(n: int, users: int = 6, items: int = 30, seed: int = 0, start: int =
 
 
 def _trainer(max_len: int = 8, **kw) -> OnlineTrainer:
-    cfg = TrainConfig(batch_size=16, audit=True, negatives=12, **{"gate_events": 0, "id_min_count": 1, **kw})
+    cfg = TrainConfig(batch_size=16, negatives=12, **{"audit": True, "gate_events": 0, "id_min_count": 1, **kw})
     torch.manual_seed(0)
     model = LearnModel(LearnConfig(DIM, model_dim=32, num_layers=1, output_dim=16, max_len=max_len))
     return OnlineTrainer(model, _table(), cfg, encoder="test")
@@ -208,3 +208,21 @@ def test_an_offline_checkpoint_gives_weights_and_id_rows(tmp_path):
     loaded, extra = checkpointing.load(path)
     trainer = OnlineTrainer.restore(loaded, extra, _table(), TrainConfig(), "test")
     assert trainer.ids.items == ["i3", "i1", "i9"] and trainer.trained == 0
+
+
+def test_state_and_checkpoint_stay_flat_under_a_steady_stream_of_new_users(tmp_path):
+    """New users keep arriving: past ``max_users`` the trainer's sequences and its checkpoint
+    stop growing (before the cap, both grew with every new user)."""
+    trainer = _trainer(max_users=40, replay_capacity=50, audit=False)
+    sizes, users = [], []
+    for round_ in range(8):
+        events = [InteractionEvent(event_id=f"r{round_}-{k}", user_id=f"user-{round_}-{k % 30}",
+                                   item_id=f"i{(round_ * 7 + k) % 30}") for k in range(120)]
+        trainer.add(events)
+        trainer.release_all()
+        path = tmp_path / f"round{round_}.ckpt"
+        trainer.save(path)
+        sizes.append(path.stat().st_size)
+        users.append(len(trainer.sequences))
+    assert users[0] == 30 and users[1:] == [40] * 7  # 30 new users a round, 40 kept
+    assert max(sizes[2:]) <= 1.02 * min(sizes[2:])  # flat once the cap is reached
