@@ -2,6 +2,12 @@
 
 Decoding never raises anything but :class:`EventError`, whose message is the reason a
 dead-letter record carries.
+
+Schema evolution: ``schema_version`` is the *major* version. Within a major version producers
+may add optional fields; a consumer ignores the fields it does not know (a newer producer's),
+and a field it knows but an older producer leaves out takes its default. An event of a major
+version this consumer does not read goes to the dead letters with that reason. A change that
+old consumers could misread (a field renamed, retyped or made required) is a new major version.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from pydantic import (
     field_validator,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # the major version this code writes and reads
 
 MAX_EVENT_BYTES = 64 * 1024
 MAX_ID_CHARS = 128
@@ -53,15 +59,22 @@ def _check_timestamp(value: float) -> float:
 
 
 class _Event(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=False)
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: int = SCHEMA_VERSION
     timestamp: float = Field(default_factory=time.time, description="Unix seconds")
 
     @field_validator("timestamp")
     @classmethod
     def _finite_timestamp(cls, value: float) -> float:
         return _check_timestamp(value)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_major_version(cls, value: int) -> int:
+        if value != SCHEMA_VERSION:
+            raise ValueError(f"unknown major schema version {value} (this consumer reads {SCHEMA_VERSION})")
+        return value
 
     def to_bytes(self) -> bytes:
         """The wire form: compact UTF-8 JSON."""

@@ -91,8 +91,8 @@ def item(**overrides):
         (item(title="t" * (MAX_TITLE_CHARS + 1)), "title"),
         (item(price=-1), "price"),
         (item(timestamp=-5), "timestamp"),
-        (item(schema_version=2), "schema_version"),
-        (item(unknown="x"), "unknown"),
+        (item(schema_version=2), "unknown major schema version 2"),
+        (item(schema_version="one"), "schema_version"),
         (item(attributes={f"k{n}": "v" for n in range(MAX_ATTRIBUTES + 1)}), "at most 50 attributes"),
         (b"{" + b" " * MAX_EVENT_BYTES + b"}", "more than the limit"),
     ],
@@ -111,3 +111,24 @@ def test_bad_interaction_action_is_rejected():
 def test_keys_follow_the_topic_layout():
     assert ItemEvent(item_id="i9", title="t").key == b"i9"
     assert InteractionEvent(event_id="e", user_id="u7", item_id="i").key == b"u7"
+
+
+class NextItemEvent(ItemEvent):
+    """What a newer producer of the same major version might write: one more optional field."""
+
+    colour: str | None = None
+
+
+def test_an_older_consumer_reads_a_newer_producers_events():
+    newer = NextItemEvent(item_id="i1", title="Caliper", colour="red", timestamp=1.0).to_bytes()
+    assert b'"colour":"red"' in newer
+    event = decode_item_event(newer)  # the unknown field is ignored, not dead-lettered
+    assert (event.item_id, event.title) == ("i1", "Caliper") and not hasattr(event, "colour")
+    interaction = json.dumps({"event_id": "e", "user_id": "u", "item_id": "i", "session": "s9"}).encode()
+    assert decode_interaction_event(interaction).user_id == "u"
+
+
+def test_a_newer_consumer_reads_an_older_producers_events():
+    older = ItemEvent(item_id="i1", title="Caliper", timestamp=1.0).to_bytes()
+    event = NextItemEvent.model_validate_json(older)  # the field it does not get takes its default
+    assert event.colour is None and event.title == "Caliper"
