@@ -8,8 +8,9 @@ Endpoints (OpenAPI docs at ``/docs``):
 - ``GET /healthz`` (the process answers), ``GET /readyz`` (a model version and its index are
   loaded), ``GET /metrics`` (Prometheus).
 
-Bad input gets a 4xx whose ``detail`` says what is wrong; 503 (with ``Retry-After``) until a
-model version is loaded.
+Bad input gets a 4xx whose ``detail`` says what is wrong (401 without a valid API key when keys
+are configured, 413 for a body over the cap: :mod:`serving.guard`); 503 (with ``Retry-After``)
+until a model version is loaded.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
+from serving.guard import RequestGuard, parse_keys
 from serving.metrics import MetricsMiddleware
 from serving.recommender import Answer, Source, UnknownItems
 from serving.service import ServingService
@@ -94,6 +96,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="learnrec", summary="Streaming LEARN recommendations", lifespan=lifespan)
     app.state.service = service
+    cfg = service.settings
+    app.add_middleware(RequestGuard, keys=parse_keys(cfg.serving_api_keys.get_secret_value()),
+                       max_body_bytes=cfg.serving_max_body_bytes, metrics_open=cfg.serving_metrics_open)
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(NotReady, _not_ready)

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     serving_host: str = "127.0.0.1"
     serving_port: int = Field(default=8000, ge=1, le=65535)
     serving_version_poll_s: float = Field(default=0.5, gt=0)
+    # API keys (comma-separated; empty: no authentication), whether /metrics stays open without
+    # one, and the largest request body accepted (413 beyond).
+    serving_api_keys: SecretStr = SecretStr("")
+    serving_metrics_open: bool = True
+    serving_max_body_bytes: int = Field(default=64 * 1024, ge=1)
     serving_exact_below: int = Field(default=20_000, ge=1)
     serving_hnsw_ef: int = Field(default=128, ge=1)
     serving_hnsw_m: int = Field(default=16, ge=2)
