@@ -80,20 +80,26 @@ class LocalServices:
     def down(self) -> None:
         """Stop what :meth:`up` started (by pid file); leaves data in place."""
         for name in ("kafka", "redis"):
-            pid = self._pid(name)
-            if pid is None:
-                continue
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            for _ in range(100):
-                if not _alive(pid):
-                    break
-                time.sleep(0.1)
-            else:
-                os.kill(pid, signal.SIGKILL)
-            (self.root / f"{name}.pid").unlink(missing_ok=True)
+            self.stop(name)
+
+    def stop(self, name: str) -> bool:
+        """Stop one service :meth:`up` started (``kafka`` or ``redis``), data kept: SIGTERM,
+        SIGKILL after 10 s. Returns whether there was one to stop."""
+        pid = self._pid(name)
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        for _ in range(100):
+            if not _alive(pid):
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        (self.root / f"{name}.pid").unlink(missing_ok=True)
+        return True
 
     def status(self) -> dict[str, bool]:
         return {

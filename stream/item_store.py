@@ -117,8 +117,9 @@ class ItemStore:
             pipe.delete(key)  # fields absent from the new event must not linger
             pipe.hset(key, mapping={**item.fields, "content_hash": item.content_hash,
                                     "content": np.asarray(item.content, np.float32).tobytes()})
-        if changed:
-            pipe.sadd(self.keys.items(), *(item.item_id for item in changed))
+        stored = [item.item_id for item in changed] + [i for ids in fills.values() for i, _ in ids]
+        if stored:  # a filled item is re-added too: after a partial wipe it may have left the set
+            pipe.sadd(self.keys.items(), *stored)
         for version in versions:
             to_project = [(item.item_id, item.content) for item in changed] + fills.get(version, [])
             if not to_project:

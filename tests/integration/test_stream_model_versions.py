@@ -120,8 +120,11 @@ def test_unchanged_items_get_missing_vectors_only(settings, redis_client, regist
     version = ensure_current_version(settings, registry, encoder.model_id, DIM)
     store.write([_item(encoder, "i1", "Caliper")], [])
     assert store.write([], ["i1"]).announced == {}
-    redis_client.hdel(RedisKeys.from_settings(settings).vectors(version), "i1")
+    keys = RedisKeys.from_settings(settings)
+    redis_client.hdel(keys.vectors(version), "i1")
+    redis_client.srem(keys.items(), "i1")  # a partial wipe (a live `learnrec rebuild`) left only its hash
     assert store.write([], ["i1"]).announced == {version: 1}
+    assert redis_client.sismember(keys.items(), "i1")  # so the next publish re-projects it too
     _assert_every_item_has_its_vector(redis_client, settings, registry, encoder, version)
 
 
