@@ -58,7 +58,7 @@ if ARGV[9] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[9] then
   return redis.error_reply('the redis epoch changed: replay first')
 end
 local applied, redelivered, duplicate = 0, 0, 0
-local marks = {}
+local marks, touched, buckets = {}, {}, {}
 for i = 1, (#KEYS - 4) / 3 do
   local k, a = 4 + (i - 1) * 3, 9 + (i - 1) * 6
   local field, offset = ARGV[a + 1], tonumber(ARGV[a + 2])
@@ -74,20 +74,30 @@ for i = 1, (#KEYS - 4) / 3 do
       duplicate = duplicate + 1
     else
       redis.call('RPUSH', KEYS[k + 1], item)
-      redis.call('LTRIM', KEYS[k + 1], -length, -1)
-      redis.call('EXPIRE', KEYS[k + 1], ttl)
       redis.call('RPUSH', KEYS[k + 2], event_id)
-      redis.call('LTRIM', KEYS[k + 2], -recent, -1)
-      redis.call('EXPIRE', KEYS[k + 2], ttl)
-      redis.call('ZADD', KEYS[2], 'GT', time, user)
       redis.call('ZINCRBY', KEYS[k + 3], 1, item)
-      redis.call('EXPIRE', KEYS[k + 3], pop_ttl)
+      local last = touched[user]
+      if last == nil or tonumber(time) > tonumber(last[2]) then
+        touched[user] = {k, time}
+      end
+      buckets[KEYS[k + 3]] = true
       applied = applied + 1
     end
   end
 end
 for field, offset in pairs(marks) do
   redis.call('HSET', KEYS[1], field, offset)
+end
+for user, last in pairs(touched) do  -- once per user and bucket, not per event
+  local k = last[1]
+  redis.call('LTRIM', KEYS[k + 1], -length, -1)
+  redis.call('LTRIM', KEYS[k + 2], -recent, -1)
+  redis.call('EXPIRE', KEYS[k + 1], ttl)
+  redis.call('EXPIRE', KEYS[k + 2], ttl)
+  redis.call('ZADD', KEYS[2], 'GT', last[2], user)
+end
+for bucket in pairs(buckets) do
+  redis.call('EXPIRE', bucket, pop_ttl)
 end
 local excess = redis.call('ZCARD', KEYS[2]) - max_users
 if excess > 0 then
