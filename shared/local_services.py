@@ -143,10 +143,10 @@ class LocalServices:
         log4j.write_text(_LOG4J2_CONFIG.replace("@LOG@", str(self.root / "kafka.log")))
         classpath = f"{jars}/*"
         if not (data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             result = subprocess.run(
                 [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-                 "-t", cluster_id, "-c", str(config), "--standalone", "--ignore-formatted"],
+                 f"--cluster-id={new_kafka_cluster_id()}", "-c", str(config),
+                 "--standalone", "--ignore-formatted"],
                 capture_output=True, text=True,
             )
             if result.returncode != 0:
@@ -222,6 +222,18 @@ class LocalServices:
         if pid is not None and not _alive(pid):
             tail = (self.root / "kafka.out").read_text(errors="replace")[-3000:]
             raise ServiceError(f"Kafka exited during start-up:\n{tail}")
+
+
+def new_kafka_cluster_id() -> str:
+    """A random cluster id (22 url-safe base64 characters) that never starts with '-'.
+
+    One id in 64 would otherwise begin with '-', which the storage tool's argument parser takes
+    for an option: the format then fails, and with it the whole start-up.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _alive(pid: int) -> bool:
