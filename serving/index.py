@@ -2,7 +2,8 @@
 
 Item vectors are L2-normalised, so the inner product is the cosine similarity and the score
 returned. Every item id gets a row (its hnswlib label) in insertion order; an upsert of a known id
-overwrites its row. The rows are kept as a dense float32 matrix ``[n, dim]``:
+overwrites its row; a removed item keeps its row, marked removed (and deleted in the graph) until
+an upsert brings it back. The rows are kept as a dense float32 matrix ``[n, dim]``:
 
 - below ``exact_below`` items, searches are exact (one matrix-vector product);
 - from there on an HNSW graph (hnswlib, inner product space) is built from the matrix once and
@@ -45,13 +46,15 @@ class ItemIndex:
         self._matrix = np.zeros((1024, dim), dtype=np.float32)
         self._ids: list[str] = []
         self._rows: dict[str, int] = {}
+        self._removed: set[int] = set()  # rows of removed items
         self._hnsw: hnswlib.Index | None = None
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._ids) - len(self._removed)
 
     def __contains__(self, item_id: object) -> bool:
-        return item_id in self._rows
+        row = self._rows.get(item_id)  # type: ignore[arg-type]
+        return row is not None and row not in self._removed
 
     @property
     def approximate(self) -> bool:
@@ -62,7 +65,7 @@ class ItemIndex:
         """A copy of the item's vector ``[dim]``, or None for an unknown id."""
         with self._lock:
             row = self._rows.get(item_id)
-            return None if row is None else self._matrix[row].copy()
+            return None if row is None or row in self._removed else self._matrix[row].copy()
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None:
         """Add or replace items. ``vectors``: float32 ``[len(ids), dim]``, L2-normalised."""
@@ -78,12 +81,24 @@ class ItemIndex:
                     self._rows[item_id] = row
                     self._ids.append(item_id)
                 rows[i] = row
+                self._removed.discard(row)
             self._reserve(len(self._ids))
             self._matrix[rows] = vectors
             if self._hnsw is not None:
                 self._hnsw.add_items(vectors, rows, num_threads=self._threads)
             elif len(self._ids) >= self.exact_below:
                 self._build_hnsw()
+
+    def remove(self, ids: Collection[str]) -> None:
+        """Take items out of every later search (unknown or removed ids are ignored)."""
+        with self._lock:
+            for item_id in ids:
+                row = self._rows.get(item_id)
+                if row is None or row in self._removed:
+                    continue
+                self._removed.add(row)
+                if self._hnsw is not None:
+                    self._hnsw.mark_deleted(row)
 
     def search(
         self, query: np.ndarray, k: int, exclude: Collection[str] = ()
@@ -96,9 +111,10 @@ class ItemIndex:
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(self.dim)
         with self._lock:
             n = len(self._ids)
-            skip = {self._rows[i] for i in exclude if i in self._rows}
-            wanted = min(n, k + len(skip))
-            if wanted == 0:
+            excluded = {self._rows[i] for i in exclude if i in self._rows} - self._removed
+            skip = excluded | self._removed
+            wanted = min(n - len(self._removed), k + len(excluded))
+            if wanted <= 0:
                 return []
             found = self._approximate(query, wanted) if wanted <= self.ef else None
             rows, scores = found or self._exact(query, n, wanted, skip)
@@ -145,4 +161,6 @@ class ItemIndex:
         graph.init_index(max_elements=2 * n, ef_construction=self._ef_construction, M=self._m)
         graph.add_items(self._matrix[:n], np.arange(n), num_threads=self._threads)
         graph.set_ef(self.ef)
+        for row in self._removed:
+            graph.mark_deleted(row)
         self._hnsw = graph

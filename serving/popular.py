@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Container
 
 import redis
 
@@ -44,12 +44,15 @@ class PopularItems:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def top(self, k: int, exclude: Collection[str] = ()) -> list[tuple[str, float]]:
-        """Up to ``k`` (item id, interaction count) pairs, most popular first."""
+    def top(self, k: int, exclude: Collection[str] = (), servable: Container[str] | None = None) -> list[tuple[str, float]]:
+        """Up to ``k`` (item id, interaction count) pairs, most popular first, leaving out the
+        items in ``exclude`` and, when given, those not in ``servable`` (removed or unavailable
+        items: not in the version's index)."""
         ranking = self._ranking
-        if not exclude:
+        if not exclude and servable is None:
             return ranking[:k]
-        return [pair for pair in ranking if pair[0] not in exclude][:k]
+        return [pair for pair in ranking
+                if pair[0] not in exclude and (servable is None or pair[0] in servable)][:k]
 
     def refresh(self, now: float | None = None) -> None:
         """Re-read the window's buckets from Redis (ending at the stream's clock by default, see

@@ -111,7 +111,7 @@ class Recommender:
         seen = set(history) if exclude_seen else set()
         known = [i for i in history if i in contents][-version.max_history :]
         if not known:
-            return Answer(version.version, "popular", self._popular.top(k, seen))
+            return Answer(version.version, "popular", self._popular.top(k, seen, version.index))
         content = np.stack([contents[i] for i in known])[None]  # [1, L, content_dim]
         mask = np.ones(content.shape[:2], dtype=np.int64)  # [1, L]
         user = version.user_vectors(content, mask, [known])[0]  # [output_dim]

@@ -1,11 +1,14 @@
 """Keeps loaded indexes current: tails the ``{p}:item-updates`` Redis Stream.
 
 The stream has one entry per new or changed item vector (fields ``item_id``, ``version``),
-written after the vector itself. A background thread reads it with ``XREAD BLOCK`` from the
-stream's last id at construction time (taken before any version starts loading, so nothing
-written during a load is missed), fetches the new vectors of each version that is current or
-loading (one HMGET per version per batch) and upserts them. Every entry also drops the item from
-the content-embedding cache, since its text (and so its content embedding) may have changed.
+written after the vector itself, and one per removed item (``item_id``, ``removed``), written
+after its vectors were deleted from every version. A background thread reads it with ``XREAD
+BLOCK`` from the stream's last id at construction time (taken before any version starts loading,
+so nothing written during a load is missed) and brings the named items of each version that is
+current or loading in line with Redis (one HMGET per version per batch): a vector there is
+upserted, a missing one (the item was removed) is taken out of the index. Every entry also drops
+the item from the content-embedding cache, since its text (and so its content embedding) may
+have changed.
 """
 
 from __future__ import annotations
@@ -73,13 +76,20 @@ class UpdateTailer:
                 self._stop.wait(RETRY_S)
 
     def apply(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        """Upsert the vectors named by stream ``entries`` into the live versions' indexes."""
+        """Bring the items named by stream ``entries`` in line with Redis in the live versions'
+        indexes: upsert the vectors there, remove the items without one."""
         by_version: dict[str, list[str]] = defaultdict(list)
+        removed: list[str] = []
         for _, fields in entries:
             item_id, version = fields.get(b"item_id"), fields.get(b"version")
             if item_id and version:
                 by_version[version.decode()].append(item_id.decode())
-        for version_id, item_ids in by_version.items():
+            elif item_id and fields.get(b"removed"):
+                removed.append(item_id.decode())
+        for version_id in self._holder.live_ids() if removed else ():
+            by_version[version_id] += removed
+        for version_id, named in by_version.items():
+            item_ids = list(dict.fromkeys(named))
             self._on_items(item_ids)
             with self._holder.pin_live(version_id) as version:
                 if version is None:
@@ -88,4 +98,5 @@ class UpdateTailer:
                     raw = self._redis.hmget(self._keys.vectors(version_id), item_ids)
                     good, vectors = read_vectors(raw, version.output_dim)
                     version.index.upsert([item_ids[i] for i in good], vectors)
+                    version.index.remove([i for i, blob in zip(item_ids, raw, strict=True) if blob is None])
                 self.applied += len(good)

@@ -120,6 +120,12 @@ class VersionHolder:
             if version is not None:
                 self._unpin(version)
 
+    def live_ids(self) -> list[str]:
+        """The ids of the current version and of the versions loading."""
+        with self._lock:
+            current = [self._current.version] if self._current else []
+            return current + [v for v in self._loading if v not in current]
+
     def add_loading(self, version: ServingVersion) -> None:
         with self._lock:
             self._loading[version.version] = version

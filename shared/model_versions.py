@@ -39,13 +39,15 @@ log = logging.getLogger(__name__)
 
 META_FIELDS = ("version", "encoder", "content_dim", "output_dim", "max_history", "created_at", "source")
 
-# KEYS[1] = vectors hash of the version, KEYS[2..] = item hashes; ARGV = (item_id, content_hash,
-# vector bytes) per item. Writes a vector only where the item still has that content hash.
+# KEYS[1] = vectors hash of the version, KEYS[2] = the items set, KEYS[3..] = item hashes; ARGV =
+# (item_id, content_hash, vector bytes) per item. Writes a vector only where the item still has
+# that content hash and is still in the catalogue (not removed or made unavailable meanwhile).
 _WRITE_IF_UNCHANGED = """
 local written = 0
-for i = 2, #KEYS do
-  local base = (i - 2) * 3
-  if redis.call('HGET', KEYS[i], 'content_hash') == ARGV[base + 2] then
+for i = 3, #KEYS do
+  local base = (i - 3) * 3
+  if redis.call('HGET', KEYS[i], 'content_hash') == ARGV[base + 2]
+      and redis.call('SISMEMBER', KEYS[2], ARGV[base + 1]) == 1 then
     redis.call('HSET', KEYS[1], ARGV[base + 1], ARGV[base + 3])
     written = written + 1
   end
@@ -169,12 +171,13 @@ class ModelRegistry:
         self, version: str, item_ids: list[str], vectors: np.ndarray, content_hashes: list[str]
     ) -> int:
         """Step 2b: store ``vectors`` float32 ``[n, output_dim]`` for items whose content hash is
-        still the one given. Returns how many were written (the others changed meanwhile and
-        already have a fresher vector from the encoder)."""
+        still the one given and that are still in the catalogue. Returns how many were written
+        (the others changed meanwhile and already have a fresher vector from the encoder, or
+        were removed)."""
         if not item_ids:
             return 0
         vectors = np.ascontiguousarray(vectors, np.float32)
-        keys = [self.keys.vectors(version)] + [self.keys.item(i) for i in item_ids]
+        keys = [self.keys.vectors(version), self.keys.items()] + [self.keys.item(i) for i in item_ids]
         args: list[bytes | str] = []
         for item_id, content_hash, vector in zip(item_ids, content_hashes, vectors, strict=True):
             args += [item_id, content_hash, vector.tobytes()]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -91,6 +92,7 @@ class ItemEvent(_Event):
     description: Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION_CHARS)] | None = None
     price: float | None = Field(default=None, ge=0)
     attributes: dict[str, str] = Field(default_factory=dict)
+    available: bool = Field(default=True, description="False: kept, but never recommended until True again")
 
     @field_validator("title")
     @classmethod
@@ -156,6 +158,33 @@ def _decode(model: type[_Event], raw: bytes | None) -> _Event:
             f"{'.'.join(str(p) for p in e['loc']) or '<event>'}: {e['msg']}" for e in err.errors()
         )
         raise EventError(f"invalid {model.__name__}: {problems}") from None
+
+
+@dataclass(frozen=True)
+class ItemRemoved:
+    """A tombstone on the ``items`` topic (the item's key, a null value): the item is deleted."""
+
+    item_id: str
+
+
+def decode_item_record(key: bytes | None, raw: bytes | None) -> ItemEvent | ItemRemoved:
+    """An ``items`` record: a null value is a tombstone for the item named by ``key``; anything
+    else is an item event. Raises :class:`EventError`."""
+    if raw is not None:
+        return decode_item_event(raw)
+    try:
+        item_id = (key or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        raise EventError("tombstone key is not UTF-8") from None
+    try:
+        _ItemKey(item_id=item_id)
+    except ValidationError:
+        raise EventError(f"a tombstone (null value) needs an item id as its key, got {key!r}") from None
+    return ItemRemoved(item_id)
+
+
+class _ItemKey(BaseModel):
+    item_id: Identifier
 
 
 def decode_item_event(raw: bytes | None) -> ItemEvent:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -48,6 +49,11 @@ BATCH_SIZE = Histogram(
 BATCH_SECONDS = Histogram("learnrec_batch_seconds", "Time to process one batch", ["worker"])
 CONSUMER_LAG = Gauge("learnrec_consumer_lag", "Records behind the end of the log", ["worker"])
 BATCH_FAILURES = Counter("learnrec_batch_failures_total", "Batches retried after a handler error", ["worker"])
+
+
+def values(decode: Callable[[bytes | None], E]) -> Callable[[ConsumerRecord], E]:
+    """A record decoder that reads the value only (``decode(raw_value) -> E``)."""
+    return lambda record: decode(record.value)
 
 
 @dataclass
@@ -75,7 +81,8 @@ class BatchStats:
 class BatchWorker(Generic[E]):
     """Runs the loop above for one consumer.
 
-    ``decode(raw_value) -> E`` raises :class:`EventError` on bad input.
+    ``decode(record) -> E`` raises :class:`EventError` on bad input (:func:`values` makes one
+    from a decoder of the record's value).
     ``handle(batch: list[Accepted[E]]) -> BatchResult`` applies the batch idempotently.
     """
 
@@ -83,7 +90,7 @@ class BatchWorker(Generic[E]):
         self,
         name: str,
         consumer: KafkaConsumer,
-        decode: Callable[[bytes | None], E],
+        decode: Callable[[ConsumerRecord], E],
         handle: Callable[[Sequence[Accepted[E]]], BatchResult],
         dead_letters: DeadLetterWriter,
         *,
@@ -131,7 +138,7 @@ class BatchWorker(Generic[E]):
         rejected: list[tuple[object, str]] = []
         for record in records:
             try:
-                accepted.append(Accepted(record, self._decode(record.value)))
+                accepted.append(Accepted(record, self._decode(record)))
             except EventError as err:
                 rejected.append((record, str(err)))
         try:

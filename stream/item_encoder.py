@@ -8,7 +8,9 @@ committing after this handler returned):
    is the same are not encoded again;
 3. encode the rest with the frozen encoder, in batches;
 4. write everything through :class:`~stream.item_store.ItemStore` (one atomic write with the
-   vectors of every active model version and the change notifications).
+   vectors of every active model version and the change notifications);
+5. take out the items whose latest record is a tombstone (deleted) or an event with
+   ``available: false`` (kept, not served): :meth:`~stream.item_store.ItemStore.remove`.
 
 Re-delivered events therefore have a single effect: same text, same hash, nothing written.
 """
@@ -27,9 +29,9 @@ from prometheus_client import Counter, Histogram
 
 from shared.config import Settings
 from shared.model.item_text import item_text
-from shared.schemas import ItemEvent
+from shared.schemas import ItemEvent, ItemRemoved
 from shared.worker import Accepted, BatchResult
-from stream.item_store import EncodedItem, ItemStore
+from stream.item_store import EncodedItem, ItemStore, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +92,14 @@ class ItemEncoderHandler:
         self.encoder = encoder
         self.store = store
 
-    def __call__(self, batch: Sequence[Accepted[ItemEvent]]) -> BatchResult:
-        latest: dict[str, ItemEvent] = {}
+    def __call__(self, batch: Sequence[Accepted[ItemEvent | ItemRemoved]]) -> BatchResult:
+        newest: dict[str, ItemEvent | ItemRemoved] = {}
         for accepted in batch:  # records of one item share a partition, so list order is log order
-            latest[accepted.event.item_id] = accepted.event
-        ITEMS.labels("superseded").inc(len(batch) - len(latest))
+            newest[accepted.event.item_id] = accepted.event
+        ITEMS.labels("superseded").inc(len(batch) - len(newest))
+        deleted = [i for i, e in newest.items() if isinstance(e, ItemRemoved)]
+        unavailable = [i for i, e in newest.items() if isinstance(e, ItemEvent) and not e.available]
+        latest = {i: e for i, e in newest.items() if isinstance(e, ItemEvent) and e.available}
         ids = list(latest)
         texts = {i: item_text(e.title, e.brand, e.category, e.description, e.attributes) for i, e in latest.items()}
         hashes = {i: content_hash(self.encoder.model_id, texts[i]) for i in ids}
@@ -106,13 +111,16 @@ class ItemEncoderHandler:
             EncodedItem(i, item_fields(latest[i], texts[i], self.encoder.model_id), hashes[i], vector)
             for i, vector in zip(to_encode, content, strict=True)
         ]
-        result = self.store.write(changed, unchanged)
+        result = self.store.write(changed, unchanged) if ids else WriteResult()
+        self.store.remove(deleted, unavailable)
         ITEMS.labels("encoded").inc(len(changed))
         ITEMS.labels("unchanged").inc(len(unchanged))
+        ITEMS.labels("deleted").inc(len(deleted))
+        ITEMS.labels("unavailable").inc(len(unavailable))
         log.info(
             "item batch",
             extra={"events": len(batch), "encoded": len(changed), "unchanged": len(unchanged),
-                   "announced": result.announced},
+                   "deleted": len(deleted), "unavailable": len(unavailable), "announced": result.announced},
         )
         return BatchResult()
 

@@ -6,6 +6,7 @@ embeddings through each version's item tower, and in one MULTI/EXEC stores the i
 adds them to ``items``, stores the vectors and announces them on ``item-updates``. When a
 watched key changed in between (a publish began or flipped), nothing is written and the batch is
 projected again under the new set of versions. See docs/VERSIONS.md for the argument.
+:meth:`ItemStore.remove` takes items out the same way (tombstones, items made unavailable).
 """
 
 from __future__ import annotations
@@ -79,6 +80,38 @@ class ItemStore:
                 except redis.WatchError:
                     WRITE_RETRIES.inc()
                     log.info("model versions changed during an item write; writing again")
+
+    def remove(self, deleted: list[str], unavailable: list[str]) -> None:
+        """Take items out of the catalogue in one atomic write: out of ``items``, their vectors
+        out of every version (rollback targets too), each announced on ``item-updates`` with
+        ``removed`` = 1. ``deleted`` items (tombstones) lose their stored fields as well;
+        ``unavailable`` ones keep them, so an event marking one available again brings it back
+        without encoding it again. Retried while the active versions move, like :meth:`write`."""
+        gone = deleted + unavailable
+        if not gone:
+            return
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(self.keys.model_current(), self.keys.model_preparing())
+                    versions = {v.decode() for v in pipe.zrange(self.keys.model_versions(), 0, -1)}
+                    versions |= {v.decode() for v in pipe.smembers(self.keys.model_preparing())}
+                    current = pipe.get(self.keys.model_current())
+                    versions |= {current.decode()} if current else set()
+                    pipe.multi()
+                    pipe.srem(self.keys.items(), *gone)
+                    if deleted:
+                        pipe.delete(*(self.keys.item(i) for i in deleted))
+                    for version in sorted(versions):
+                        pipe.hdel(self.keys.vectors(version), *gone)
+                    for item_id in gone:
+                        pipe.xadd(self.keys.item_updates(), {"item_id": item_id, "removed": "1"},
+                                  maxlen=self.updates_maxlen, approximate=True)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    WRITE_RETRIES.inc()
+                    log.info("model versions changed during an item removal; removing again")
 
     def _active_versions(self, pipe: redis.client.Pipeline) -> list[str]:
         current = pipe.get(self.keys.model_current())

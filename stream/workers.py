@@ -14,7 +14,7 @@ from shared.model_versions import ModelRegistry, VersionCache
 from shared.rebuild import ReplayGuard
 from shared.redis_client import make_redis
 from shared.redis_keys import RedisKeys
-from shared.schemas import decode_interaction_event, decode_item_event
+from shared.schemas import decode_interaction_event, decode_item_record
 from shared.topics import (
     DEAD_LETTER,
     GROUP_HISTORY_UPDATER,
@@ -24,7 +24,7 @@ from shared.topics import (
     group_name,
     topic_name,
 )
-from shared.worker import BatchStats, BatchWorker
+from shared.worker import BatchStats, BatchWorker, values
 from stream.history_updater import HistoryHandler
 from stream.item_encoder import ItemEncoderHandler, TextEncoder, load_encoder
 from stream.item_store import ItemStore
@@ -68,7 +68,7 @@ def build_item_worker(settings: Settings, encoder: TextEncoder | None = None) ->
     return BatchWorker(
         ITEM_WORKER,
         consumer,
-        decode_item_event,
+        lambda record: decode_item_record(record.key, record.value),
         ItemEncoderHandler(encoder, store),
         DeadLetterWriter(make_producer(settings), topic_name(settings, DEAD_LETTER), ITEM_WORKER),
         max_records=settings.item_batch_size,
@@ -85,7 +85,7 @@ def build_history_worker(settings: Settings) -> BatchWorker:
     return BatchWorker(
         HISTORY_WORKER,
         _consumer(settings, GROUP_HISTORY_UPDATER, INTERACTIONS, settings.history_batch_size),
-        decode_interaction_event,
+        values(decode_interaction_event),
         handler,
         DeadLetterWriter(make_producer(settings), topic_name(settings, DEAD_LETTER), HISTORY_WORKER),
         max_records=settings.history_batch_size,

@@ -247,9 +247,10 @@ class OnlineTrainer:
         items drawn uniformly from every item with content; a user's history items and target
         are never its negatives."""
         user, positive = self.vectors(batch)
-        n = len(self.content)
+        pool = self.content.catalogue_rows()  # removed and unavailable items are never negatives
+        n = len(pool)
         k = min(self.cfg.negatives, n)
-        rows = torch.tensor(self._rng.sample(range(n), k), dtype=torch.long)  # [K]
+        rows = torch.from_numpy(pool[self._rng.sample(range(n), k)])  # [K]
         neg_content = torch.from_numpy(self.content.lookup(rows.numpy()))
         neg_ids = torch.from_numpy(self.ids.rows(self.content.item_ids(rows.numpy())))
         negatives = self.model.item_tower(neg_content, self.model.id_vectors(neg_ids))  # [K, out]

@@ -68,9 +68,11 @@ def publish_version(
     try:
         total = registry.redis.scard(registry.keys.items())
         last_log = started
+        catalogue: set[str] = set()
         for batch in registry.snapshot(batch_size):
             if content is not None and len(batch.item_ids):
                 content.update(batch.item_ids, batch.content)
+                catalogue.update(batch.item_ids)
             vectors = tower.item_vectors(batch.content, batch.item_ids)
             written += registry.write_vectors(version, batch.item_ids, vectors, batch.content_hashes)
             registry.renew_lease(version)
@@ -79,6 +81,8 @@ def publish_version(
                 last_log = time.perf_counter()
                 log.info("publishing %s: %d / %d items re-projected", version, items, total)
         registry.finish_publish(version)
+        if content is not None:
+            content.keep_only(catalogue)
     except BaseException:
         registry.abort_publish(version)
         raise

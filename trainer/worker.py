@@ -31,7 +31,7 @@ from shared.redis_client import make_redis
 from shared.redis_keys import RedisKeys
 from shared.schemas import InteractionEvent, decode_interaction_event
 from shared.topics import DEAD_LETTER, GROUP_TRAINER, INTERACTIONS, group_name, topic_name
-from shared.worker import Accepted, BatchResult, BatchWorker
+from shared.worker import Accepted, BatchResult, BatchWorker, values
 from trainer import checkpointing
 from trainer.content import ContentTable
 from trainer.gate import GateDecision, decide, record
@@ -219,7 +219,7 @@ def run(settings: Settings, max_idle_s: float | None = None) -> TrainerLoop:
     consumer = make_consumer(settings, group_name(settings, GROUP_TRAINER), [topic])
     _assign(consumer, topic, trainer.offsets)
     worker = BatchWorker(
-        WORKER, consumer, decode_interaction_event, loop.handle,
+        WORKER, consumer, values(decode_interaction_event), loop.handle,
         DeadLetterWriter(make_producer(settings), topic_name(settings, DEAD_LETTER), WORKER),
     )
     worker.install_signal_handlers()

@@ -23,7 +23,7 @@ from shared.topics import (
     group_name,
     topic_name,
 )
-from shared.worker import Accepted, BatchResult, BatchWorker
+from shared.worker import Accepted, BatchResult, BatchWorker, values
 from tests.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.integration
@@ -106,7 +106,7 @@ def test_malformed_event_goes_to_dead_letters_and_the_worker_goes_on(settings):
 
     consumer = make_consumer(settings, group_name(settings, GROUP_HISTORY_UPDATER), [source],
                              session_timeout_ms=6000, heartbeat_interval_ms=1000)
-    worker = BatchWorker("test", consumer, decode_interaction_event, handle,
+    worker = BatchWorker("test", consumer, values(decode_interaction_event), handle,
                          DeadLetterWriter(producer, topic_name(settings, DEAD_LETTER), "test"))
     totals = worker.run(max_idle_s=3.0)
     producer.close()

@@ -1,6 +1,7 @@
 """A wiped Redis is rebuilt from the Kafka logs without an operator step (shared/rebuild.py):
 items, vectors, histories and popularity come back exactly once, the current model version
-comes back from the registry's durable record, and serving answers 503 until then."""
+comes back from the registry's durable record, and serving answers 503 until then. Items
+removed by a tombstone or marked unavailable stay out."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from shared.model_versions import ModelRegistry
 from shared.popularity import popular_items
 from shared.redis_keys import RedisKeys
 from shared.schemas import InteractionEvent, ItemEvent
+from shared.topics import ITEMS as ITEMS_TOPIC
 from stream.workers import build_history_worker, build_item_worker
 from tests.serving_support import LiveServer, wait_until
 from tests.stream_helpers import HashEncoder, produce
@@ -27,6 +29,10 @@ ITEMS = [ItemEvent(item_id=f"item-{n}", title=f"thing number {n}") for n in rang
 NOW = time.time()
 CLICKS = [InteractionEvent(event_id=f"e{n}", user_id=f"u{n % 5}", item_id=f"item-{(n * 7) % 12}", timestamp=NOW + n)
           for n in range(60)]
+# item-11 is deleted (a tombstone), item-10 is marked unavailable: neither may come back
+REMOVALS = [ItemEvent(item_id="item-10", title="thing number 10", available=False)]
+TOMBSTONES = [(ITEMS_TOPIC, b"item-11", None)]
+SERVED = [f"item-{n}".encode() for n in range(10)]
 
 
 class Workers:
@@ -72,18 +78,19 @@ def _wipe(redis_client, keys: RedisKeys) -> None:
 def test_a_wiped_redis_is_rebuilt_from_the_logs(settings, redis_client):
     keys = RedisKeys.from_settings(settings)
     ensure_topics(settings)
-    produce(settings, ITEMS + CLICKS)
+    produce(settings, ITEMS + CLICKS + REMOVALS, raw=TOMBSTONES)
     with LiveServer(settings) as server:
         with Workers(settings):
             assert wait_until(lambda: _ready(server.url) == 200 and not redis_client.exists(keys.rebuilding())
-                              and sum(redis_client.llen(keys.history(f"u{n}")) for n in range(5)) == 60, 60)
+                              and sum(redis_client.llen(keys.history(f"u{n}")) for n in range(5)) == 60
+                              and redis_client.smembers(keys.items()) == set(SERVED), 60)
             # a trained version replaces the bootstrap one: the rebuild must bring *it* back
             registry = ModelRegistry.from_settings(settings, redis_client)
             folder = export_content_projected(settings.model_dir / "trained", HashEncoder(DIM).model_id, DIM, 8,
                                               seed=7, max_history=settings.history_length)
             registry.publish(registry.register(folder).version)
             before = _state(redis_client, keys, settings)
-            assert before["current"] == b"trained" and len(before["vectors"]) == len(ITEMS)
+            assert before["current"] == b"trained" and before["vectors"] == before["items"] == sorted(SERVED)
         _wipe(redis_client, keys)  # Redis loses everything while no worker runs
         assert wait_until(lambda: _ready(server.url) == 503, 10)  # no wrong answers meanwhile
         assert httpx.get(f"{server.url}/v1/users/u1/recommendations").status_code == 503

@@ -19,6 +19,7 @@ import pytest
 from shared.kafka_io import ensure_topics
 from shared.redis_keys import RedisKeys
 from shared.schemas import InteractionEvent, ItemEvent
+from shared.topics import ITEMS
 from stream.workers import build_history_worker, build_item_worker
 from tests.serving_support import LiveServer, wait_until
 from tests.stream_helpers import produce
@@ -118,3 +119,49 @@ def test_a_click_changes_the_next_answer(running, settings, redis_client) -> Non
     assert after != before and "hose-one" not in after
     first_hose = lambda answer: min(answer.index(i) for i in answer if i.startswith("hose-"))  # noqa: E731
     assert first_hose(after) < first_hose(before), (before, after)
+
+
+def _similar(url: str, item: str, k: int = 12) -> list[str] | None:
+    """The similar items, or None when the item is unknown (404)."""
+    reply = httpx.get(f"{url}/v1/items/{item}/similar", params={"k": k})
+    return None if reply.status_code == 404 else [i["item_id"] for i in reply.json()["items"]]
+
+
+def _served_anywhere(urls: list[str], item: str) -> bool:
+    """Whether any endpoint of any server still returns ``item``: a user's, a new user's
+    (popular items), the similar items of a neighbour, its own similar items."""
+    for url in urls:
+        if item in _answer(url, "u5", k=12) or item in _answer(url, "nobody-yet", k=12):
+            return True
+        if item in (_similar(url, "lens-alpha") or []) or _similar(url, item) is not None:
+            return True
+    return False
+
+
+def test_a_tombstone_takes_an_item_out_of_every_server_within_a_second(running, settings, redis_client) -> None:
+    keys = RedisKeys.from_settings(settings)
+    produce(settings, [_click("u5", "lens-alpha"), _click("u5", "lens-beta")]
+            + [_click(f"fan{n}", "lens-gamma") for n in range(3)])
+    wait_until(lambda: _history_length(redis_client, keys, "u5") == 2, timeout=30, every=0.05)
+    with LiveServer(settings) as second:
+        urls = [running, second.url]
+        wait_until(lambda: httpx.get(f"{second.url}/readyz").json().get("items") == len(_items()), timeout=60)
+        # recommended everywhere: to u5, among the popular items, next to its sibling, and itself
+        wait_until(lambda: all(_answer(u, "nobody-yet", k=1) == ["lens-gamma"] for u in urls), timeout=30)
+        assert all("lens-gamma" in _answer(u, "u5", k=2) and "lens-gamma" in _similar(u, "lens-alpha", k=2)
+                   for u in urls)
+
+        produce(settings, [], raw=[(ITEMS, b"lens-gamma", None)])
+        removed = time.monotonic()
+        wait_until(lambda: not _served_anywhere(urls, "lens-gamma"), timeout=10, every=0.01)
+        elapsed = time.monotonic() - removed
+        assert elapsed < 1.0, f"the removed item was still served {elapsed:.2f} s after its tombstone"
+        assert not redis_client.exists(keys.item("lens-gamma"))
+        assert not redis_client.sismember(keys.items(), "lens-gamma")
+
+        # unavailable for a while: kept in Redis, served nowhere, back when available again
+        produce(settings, [ItemEvent(item_id="lens-beta", title="camera lens beta", available=False)])
+        wait_until(lambda: not _served_anywhere(urls, "lens-beta"), timeout=10, every=0.01)
+        assert redis_client.hget(keys.item("lens-beta"), "title") == b"camera lens beta"
+        produce(settings, [ItemEvent(item_id="lens-beta", title="camera lens beta")])
+        wait_until(lambda: all("lens-beta" in (_similar(u, "lens-alpha", k=2) or []) for u in urls), timeout=10)

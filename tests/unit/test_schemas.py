@@ -16,8 +16,10 @@ from shared.schemas import (
     EventError,
     InteractionEvent,
     ItemEvent,
+    ItemRemoved,
     decode_interaction_event,
     decode_item_event,
+    decode_item_record,
 )
 
 ids = st.text(
@@ -132,3 +134,14 @@ def test_a_newer_consumer_reads_an_older_producers_events():
     older = ItemEvent(item_id="i1", title="Caliper", timestamp=1.0).to_bytes()
     event = NextItemEvent.model_validate_json(older)  # the field it does not get takes its default
     assert event.colour is None and event.title == "Caliper"
+
+
+def test_a_tombstone_removes_the_item_named_by_its_key():
+    assert decode_item_record(b"sku-1", None) == ItemRemoved("sku-1")
+    event = ItemEvent(item_id="sku-1", title="a lens")
+    assert decode_item_record(b"sku-1", event.to_bytes()) == event
+    off = decode_item_record(b"sku-1", ItemEvent(item_id="sku-1", title="a lens", available=False).to_bytes())
+    assert isinstance(off, ItemEvent) and off.available is False
+    for key in (None, b"", b"two words", b"\xff\xfe"):
+        with pytest.raises(EventError, match="tombstone"):
+            decode_item_record(key, None)

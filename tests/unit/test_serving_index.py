@@ -78,3 +78,23 @@ def test_small_and_empty_index() -> None:
     assert [i for i, _ in index.search(np.array([1, 0.1, 0, 0]), 5)] == ["a", "b"]
     assert index.search(np.array([1, 0, 0, 0]), 5, exclude={"a", "b"}) == []
     assert index.vector("zzz") is None and "a" in index
+
+
+@pytest.mark.parametrize("exact_below", [10**6, 100])
+def test_removed_items_are_never_returned_until_upserted_again(catalogue, exact_below: int) -> None:
+    ids, vectors = catalogue
+    index = ItemIndex(16, exact_below=exact_below)
+    index.upsert(ids[:2000], vectors[:2000])
+    top = [i for i, _ in index.search(vectors[0], 10)]
+    index.remove(top[:4] + ["unknown"])
+    index.remove(top[:1])  # twice: no effect
+    index.upsert(ids[2000:], vectors[2000:])  # may build the graph after the removals
+    assert len(index) == 2996 and top[0] not in index and index.vector(top[0]) is None
+    for k, exclude in ((10, set()), (10, set(top[4:6])), (2000, set())):
+        got = [i for i, _ in index.search(vectors[0], k, exclude)]
+        assert len(got) == k and not set(got) & (set(top[:4]) | exclude)
+    truth = [ids[i] for i in _truth(vectors, vectors[0], 10) if ids[i] not in top[:4]][:6]
+    assert [i for i, _ in index.search(vectors[0], 6)] == truth
+
+    index.upsert(top[:1], vectors[ids.index(top[0])][None])
+    assert top[0] in index and index.search(vectors[0], 1)[0][0] == top[0]

@@ -50,7 +50,7 @@ def _events(n: int, users: int = 6, items: int = 30, seed: int = 0, start: int =
 
 
 def _trainer(max_len: int = 8, **kw) -> OnlineTrainer:
-    cfg = TrainConfig(batch_size=16, negatives=12, **{"audit": True, "gate_events": 0, "id_min_count": 1, **kw})
+    cfg = TrainConfig(batch_size=16, **{"negatives": 12, "audit": True, "gate_events": 0, "id_min_count": 1, **kw})
     torch.manual_seed(0)
     model = LearnModel(LearnConfig(DIM, model_dim=32, num_layers=1, output_dim=16, max_len=max_len))
     return OnlineTrainer(model, _table(), cfg, encoder="test")
@@ -226,3 +226,20 @@ def test_state_and_checkpoint_stay_flat_under_a_steady_stream_of_new_users(tmp_p
         users.append(len(trainer.sequences))
     assert users[0] == 30 and users[1:] == [40] * 7  # 30 new users a round, 40 kept
     assert max(sizes[2:]) <= 1.02 * min(sizes[2:])  # flat once the cap is reached
+
+
+def test_items_out_of_the_catalogue_are_never_negatives():
+    trainer = _trainer(negatives=1024)  # more than the catalogue: every catalogue item is drawn
+    gone = {f"i{k}" for k in range(20, 30)}
+    trainer.content.keep_only({f"i{k}" for k in range(30)} - gone)
+    assert trainer.content.catalogue_rows().tolist() == list(range(20))
+    looked_up: list[np.ndarray] = []
+    lookup = trainer.content.lookup
+    trainer.content.lookup = lambda rows: looked_up.append(np.asarray(rows)) or lookup(rows)
+    trainer.add(_events(64))
+    negatives = [rows for rows in looked_up if rows.ndim == 1 and len(rows) == 20]
+    assert negatives and all(sorted(rows.tolist()) == list(range(20)) for rows in negatives)
+
+    trainer.content.update(["i25"], trainer.content.lookup(np.array([25])))  # published again
+    trainer.content.update(["new"], np.ones((1, DIM), np.float32), in_catalogue=False)  # unavailable
+    assert trainer.content.catalogue_rows().tolist() == [*range(20), 25]

@@ -12,7 +12,7 @@ from kafka.errors import CommitFailedError, KafkaTimeoutError
 from shared.config import Settings
 from shared.dead_letter import DeadLetterWriter
 from shared.schemas import EventError, InteractionEvent
-from shared.worker import Accepted, BatchResult, BatchWorker
+from shared.worker import Accepted, BatchResult, BatchWorker, values
 
 
 @dataclass
@@ -86,7 +86,7 @@ def _worker(consumer, producer, handled: list) -> BatchWorker:
         handled.append([a.event for a in batch])
         return BatchResult()
 
-    return BatchWorker("test", consumer, _decode, handle, DeadLetterWriter(producer, "dlq", "test"),
+    return BatchWorker("test", consumer, values(_decode), handle, DeadLetterWriter(producer, "dlq", "test"),
                        retry_backoff_s=0.0)
 
 
