@@ -5,6 +5,9 @@ Endpoints (OpenAPI docs at ``/docs``):
 - ``GET /v1/users/{user_id}/recommendations?k=&exclude_seen=``: from the stored history;
 - ``POST /v1/recommendations``: from a posted history (anonymous sessions);
 - ``GET /v1/items/{item_id}/similar?k=``;
+- filters on all three (:mod:`serving.filters`): ``exclude`` (item ids, repeatable),
+  ``category`` (exact), ``attribute`` (``name=value``, repeatable, all must match); in the
+  posted body ``exclude_item_ids``, ``category``, ``attributes`` (an object);
 - ``GET /healthz`` (the process answers), ``GET /readyz`` (a model version and its index are
   loaded), ``GET /metrics`` (Prometheus).
 
@@ -24,6 +27,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
+from serving.filters import ItemFilter, parse_attributes
 from serving.guard import RequestGuard, parse_keys
 from serving.metrics import MetricsMiddleware
 from serving.recommender import Answer, Source, UnknownItems
@@ -39,6 +43,9 @@ ID_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"
 
 PathId = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS, pattern=ID_PATTERN)]
 K = Annotated[int, Query(ge=1, le=MAX_K, description="how many items to return")]
+Exclude = Annotated[list[Identifier], Query(max_length=MAX_POSTED_ITEMS, description="item ids never to return")]
+Category = Annotated[str | None, Query(min_length=1, max_length=500, description="only items of this category")]
+Attribute = Annotated[list[str], Query(max_length=20, description="only items with attribute name=value (all)")]
 
 
 class ScoredItem(BaseModel):
@@ -59,6 +66,22 @@ class SessionRequest(BaseModel):
     )
     k: int = Field(default=DEFAULT_K, ge=1, le=MAX_K)
     exclude_seen: bool = True
+    exclude_item_ids: list[Identifier] = Field(default_factory=list, max_length=MAX_POSTED_ITEMS,
+                                               description="item ids never to return")
+    category: str | None = Field(default=None, min_length=1, max_length=500, description="only items of this category")
+    attributes: dict[str, str] = Field(default_factory=dict, max_length=20,
+                                       description="only items with every one of these attribute values")
+
+    def item_filter(self) -> ItemFilter:
+        return ItemFilter(frozenset(self.exclude_item_ids), self.category, tuple(self.attributes.items()))
+
+
+def _query_filter(exclude: list[str], category: str | None, attribute: list[str]) -> ItemFilter:
+    """The filter of a GET request's query; 422 for an attribute that is not name=value."""
+    try:
+        return ItemFilter(frozenset(exclude), category, parse_attributes(attribute))
+    except ValueError as err:
+        raise HTTPException(422, str(err)) from None
 
 
 def _response(answer: Answer) -> Recommendations:
@@ -109,25 +132,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/v1/users/{user_id}/recommendations", response_model=Recommendations)
     async def user_recommendations(
-        user_id: PathId, k: K = DEFAULT_K, exclude_seen: bool = True
+        user_id: PathId, k: K = DEFAULT_K, exclude_seen: bool = True,
+        exclude: Exclude = [], category: Category = None, attribute: Attribute = [],  # noqa: B006
     ) -> Recommendations:
         """Items for a user, from the history the stream keeps; popular items without one."""
-        return count(await recommender.for_user(user_id, k, exclude_seen))
+        item_filter = _query_filter(exclude, category, attribute)
+        return count(await recommender.for_user(user_id, k, exclude_seen, item_filter))
 
     @app.post("/v1/recommendations", response_model=Recommendations)
     async def session_recommendations(request: Annotated[SessionRequest, Body()]) -> Recommendations:
         """Items for an anonymous session; unknown ids are ignored and listed (422 if all are)."""
         try:
-            answer = await recommender.for_items(request.item_ids, request.k, request.exclude_seen)
+            answer = await recommender.for_items(request.item_ids, request.k, request.exclude_seen,
+                                                 request.item_filter())
         except UnknownItems as err:
             raise HTTPException(422, f"{err}: {request.item_ids[:10]}") from None
         return count(answer)
 
     @app.get("/v1/items/{item_id}/similar", response_model=Recommendations)
-    async def similar_items(item_id: PathId, k: K = DEFAULT_K) -> Recommendations:
+    async def similar_items(
+        item_id: PathId, k: K = DEFAULT_K,
+        exclude: Exclude = [], category: Category = None, attribute: Attribute = [],  # noqa: B006
+    ) -> Recommendations:
         """The items nearest to an item in the serving model version."""
+        item_filter = _query_filter(exclude, category, attribute)
         try:
-            return count(recommender.similar(item_id, k))
+            return count(await recommender.similar(item_id, k, item_filter))
         except UnknownItems as err:
             raise HTTPException(404, str(err)) from None
 

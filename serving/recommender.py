@@ -16,6 +16,7 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from serving.content_cache import ContentCache
+from serving.filters import NO_FILTER, FactsReader, ItemFilter, filtered
 from serving.popular import PopularItems
 from serving.versions import ServingVersion, VersionHolder
 from shared.redis_keys import RedisKeys
@@ -53,16 +54,19 @@ class Recommender:
         self._holder = holder
         self._cache = cache
         self._popular = popular
+        self._facts = FactsReader(client, keys)
 
-    async def for_user(self, user_id: str, k: int, exclude_seen: bool = True) -> Answer:
+    async def for_user(self, user_id: str, k: int, exclude_seen: bool = True,
+                       item_filter: ItemFilter = NO_FILTER) -> Answer:
         """From the user's stored history (newest ``max_history`` items); popular without one."""
         with self._holder.pin_current() as version:
             raw = await self._redis.lrange(self._keys.history(user_id), -version.max_history, -1)
             history = [item_id.decode() for item_id in raw]
             contents = await self.contents(history, version.content_dim)
-            return self._answer(version, history, contents, k, exclude_seen)
+            return await self._answer(version, history, contents, k, exclude_seen, item_filter)
 
-    async def for_items(self, item_ids: Sequence[str], k: int, exclude_seen: bool = True) -> Answer:
+    async def for_items(self, item_ids: Sequence[str], k: int, exclude_seen: bool = True,
+                        item_filter: ItemFilter = NO_FILTER) -> Answer:
         """From a posted history (oldest first); unknown ids are skipped and reported.
 
         Raises :class:`UnknownItems` when no id is known.
@@ -71,17 +75,19 @@ class Recommender:
             contents = await self.contents(item_ids, version.content_dim)
             if not contents:
                 raise UnknownItems("none of the item ids is known")
-            answer = self._answer(version, item_ids, contents, k, exclude_seen)
+            answer = await self._answer(version, item_ids, contents, k, exclude_seen, item_filter)
             unknown = list(dict.fromkeys(i for i in item_ids if i not in contents))
             return Answer(answer.version, answer.source, answer.items, unknown)
 
-    def similar(self, item_id: str, k: int) -> Answer:
+    async def similar(self, item_id: str, k: int, item_filter: ItemFilter = NO_FILTER) -> Answer:
         """The items nearest to ``item_id`` in the current version; raises :class:`UnknownItems`."""
         with self._holder.pin_current() as version:
             vector = version.index.vector(item_id)
             if vector is None:
                 raise UnknownItems(f"item {item_id!r} has no vector in model version {version.version}")
-            return Answer(version.version, "similar", version.index.search(vector, k, {item_id}))
+            skip = item_filter.exclude | {item_id}
+            items = await filtered(lambda n: version.index.search(vector, n, skip), k, item_filter, self._facts)
+            return Answer(version.version, "similar", items)
 
     async def contents(self, item_ids: Sequence[str], dim: int) -> dict[str, np.ndarray]:
         """Content embeddings ``[dim]`` of the ids that have one: cache first, then Redis."""
@@ -100,19 +106,22 @@ class Recommender:
             found.update(fetched)
         return found
 
-    def _answer(
+    async def _answer(
         self,
         version: ServingVersion,
         history: Sequence[str],
         contents: dict[str, np.ndarray],
         k: int,
         exclude_seen: bool,
+        item_filter: ItemFilter,
     ) -> Answer:
-        seen = set(history) if exclude_seen else set()
+        skip = (set(history) if exclude_seen else set()) | item_filter.exclude
         known = [i for i in history if i in contents][-version.max_history :]
         if not known:
-            return Answer(version.version, "popular", self._popular.top(k, seen, version.index))
+            items = await filtered(lambda n: self._popular.top(n, skip, version.index), k, item_filter, self._facts)
+            return Answer(version.version, "popular", items)
         content = np.stack([contents[i] for i in known])[None]  # [1, L, content_dim]
         mask = np.ones(content.shape[:2], dtype=np.int64)  # [1, L]
         user = version.user_vectors(content, mask, [known])[0]  # [output_dim]
-        return Answer(version.version, "personal", version.index.search(user, k, seen))
+        items = await filtered(lambda n: version.index.search(user, n, skip), k, item_filter, self._facts)
+        return Answer(version.version, "personal", items)

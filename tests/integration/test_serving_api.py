@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -158,3 +160,51 @@ def test_metrics_and_docs(client) -> None:
     assert "learnrec_index_items 40.0" in text
     assert f'learnrec_model_version_info{{version="{VERSION}"}} 1.0' in text
     assert "/v1/recommendations" in client.get("/openapi.json").json()["paths"]
+
+
+def _with_facts(redis_client, keys: RedisKeys, ids: list[str]) -> None:
+    """Item ``c{c}-{n}``: category even/odd by n; attribute colour red for n < 3, else blue."""
+    for item_id in ids:
+        n = int(item_id.split("-")[1])
+        redis_client.hset(keys.item(item_id), mapping={
+            "category": "even" if n % 2 == 0 else "odd",
+            "attributes": json.dumps({"colour": "red" if n < 3 else "blue", "size": str(n)}),
+        })
+
+
+def _ids(response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [item["item_id"] for item in response.json()["items"]]
+
+
+def test_filters_on_every_endpoint(client, catalogue, redis_client) -> None:
+    keys, ids, _ = catalogue
+    _with_facts(redis_client, keys, ids)
+    redis_client.rpush(keys.history("u9"), "c2-0", "c2-1")
+    number = lambda item_id: int(item_id.split("-")[1])  # noqa: E731
+    user = "/v1/users/u9/recommendations"
+
+    got = _ids(client.get(user, params={"k": 5, "exclude": ["c2-2", "c2-3"]}))
+    assert len(got) == 5 and all(i.startswith("c2-") for i in got) and not {"c2-2", "c2-3"} & set(got)
+    # the nearest items are half odd: k is still filled, from the other clusters too
+    got = _ids(client.get(user, params={"k": 12, "category": "odd"}))
+    assert len(got) == 12 and all(number(i) % 2 for i in got)
+    assert sorted(got[:4]) == ["c2-3", "c2-5", "c2-7", "c2-9"]
+    got = _ids(client.get(user, params={"k": 20, "attribute": ["colour=red"]}))
+    assert len(got) == 10 and all(number(i) < 3 for i in got) and got[0] == "c2-2"  # 12 red, 2 seen
+    got = _ids(client.get(user, params={"k": 20, "category": "even", "attribute": ["colour=red", "size=2"]}))
+    assert sorted(got) == ["c0-2", "c1-2", "c2-2", "c3-2"]
+
+    body = {"item_ids": ["c1-0"], "k": 20, "exclude_item_ids": ["c1-1"], "category": "odd",
+            "attributes": {"colour": "red"}}
+    got = _ids(client.post("/v1/recommendations", json=body))
+    assert sorted(got) == ["c0-1", "c2-1", "c3-1"]
+
+    got = _ids(client.get("/v1/items/c3-0/similar", params={"k": 20, "exclude": ["c3-4"], "category": "even"}))
+    assert len(got) == 18 and all(number(i) % 2 == 0 for i in got) and not {"c3-0", "c3-4"} & set(got)
+    got = _ids(client.get("/v1/items/c3-0/similar", params={"k": 3, "attribute": ["colour=blue"]}))
+    assert len(got) == 3 and all(i.startswith("c3-") and number(i) >= 3 for i in got)
+
+    bad = client.get(user, params={"attribute": ["colour"]})
+    assert bad.status_code == 422 and "name=value" in bad.json()["detail"]
+    assert _ids(client.get(user, params={"k": 5, "category": "none-such"})) == []
