@@ -45,7 +45,8 @@ PathId = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS, pattern=ID_P
 K = Annotated[int, Query(ge=1, le=MAX_K, description="how many items to return")]
 Exclude = Annotated[list[Identifier], Query(max_length=MAX_POSTED_ITEMS, description="item ids never to return")]
 Category = Annotated[str | None, Query(min_length=1, max_length=500, description="only items of this category")]
-Attribute = Annotated[list[str], Query(max_length=20, description="only items with attribute name=value (all)")]
+Attribute = Annotated[list[Annotated[str, Query(pattern=r"^[^=]+=")]],
+                      Query(max_length=20, description="only items with attribute name=value (all)")]
 
 
 class ScoredItem(BaseModel):
