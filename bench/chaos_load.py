@@ -13,7 +13,7 @@ import httpx
 from kafka import KafkaConsumer, TopicPartition
 
 from shared.config import Settings
-from shared.kafka_io import make_producer
+from shared.kafka_io import kafka_security, make_producer
 from shared.redis_client import make_redis
 from shared.redis_keys import RedisKeys
 from shared.schemas import InteractionEvent, ItemEvent
@@ -116,7 +116,7 @@ class RequestLoad:
 def offsets(settings: Settings, group: str | None, topic: str) -> dict[int, int]:
     """End offsets (``group`` None) or the group's committed offsets, per partition."""
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group,
-                             enable_auto_commit=False)
+                             enable_auto_commit=False, **kafka_security(settings))
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if group is None:
@@ -153,7 +153,8 @@ def dead_letters(settings: Settings, expected: int) -> dict:
     """Every record of the dead-letter topic: how many per stage (each consumer of a topic
     dead-letters its own copy: the trainer reads interactions too), whether each has a reason,
     and the commonest reasons. ``expected``: malformed events published."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None, enable_auto_commit=False,
+                             **kafka_security(settings))
     topic = topic_name(settings, DEAD_LETTER)
     tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
     consumer.assign(tps)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from kafka import KafkaAdminClient
 
 from shared.config import Settings
+from shared.kafka_io import kafka_security
 from shared.redis_client import make_redis
 from shared.redis_keys import RedisKeys
 
@@ -28,7 +29,7 @@ def delete_scratch(settings: Settings, *, topics: bool) -> None:
         client.close()
     if not topics or not settings.topic_prefix:
         return
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **kafka_security(settings))
     try:
         admin.delete_topics([t for t in admin.list_topics() if t.startswith(settings.topic_prefix)])
     finally:

@@ -15,6 +15,7 @@ from kafka.errors import KafkaError
 from demo.metrics import ColdStartExample, DemoMetrics, UserExample
 from shared.config import Settings
 from shared.dead_letter import DeadLetter
+from shared.kafka_io import kafka_security
 from shared.redis_keys import RedisKeys
 from shared.topics import DEAD_LETTER, topic_name
 
@@ -25,7 +26,7 @@ class GroupOffsets:
 
     def __init__(self, settings: Settings, group: str, topic: str) -> None:
         self._consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group,
-                                       enable_auto_commit=False)
+                                       enable_auto_commit=False, **kafka_security(settings))
         self.partitions = [TopicPartition(topic, p) for p in self._consumer.partitions_for_topic(topic) or []]
 
     def committed(self) -> dict[TopicPartition, int]:
@@ -199,7 +200,8 @@ def collect_user_examples(client: ServingClient, redis_client: redis.Redis, keys
 def count_dead_letters(settings: Settings) -> int:
     """Distinct events in the dead-letter topic (every consumer group that rejects an event
     writes its own record, tagged with its stage)."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
+                             **kafka_security(settings))
     try:
         topic = topic_name(settings, DEAD_LETTER)
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]

@@ -15,7 +15,7 @@ from serving.recommender import Recommender
 from serving.updates import UpdateTailer
 from serving.versions import ServingVersion, VersionHolder, VersionManager
 from shared.config import Settings
-from shared.redis_client import make_redis
+from shared.redis_client import make_redis, redis_security
 from shared.redis_keys import RedisKeys
 
 
@@ -31,7 +31,7 @@ class ServingService:
         # The blocking XREAD and the loaders get their own connections (clients are pools).
         self._sync_redis = make_redis(settings)
         self._async_redis = aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+            settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0, **redis_security(settings)
         )
         self.popular = PopularItems(settings, self._sync_redis)
         self.tailer = UpdateTailer(settings, self._sync_redis, self.holder, self.cache.invalidate)

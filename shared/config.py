@@ -32,6 +32,19 @@ class Settings(BaseSettings):
     partitions: int = Field(default=4, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
 
+    # Credentials and TLS, passed to every Kafka and Redis client (shared/kafka_io.py,
+    # shared/redis_client.py). Passwords are SecretStr: never in logs or reprs.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_cafile: str = ""  # the CA that signed the brokers' certificates (default: the system's)
+    kafka_ssl_certfile: str = ""  # a client certificate and key, for brokers that require one
+    kafka_ssl_keyfile: str = ""
+    redis_username: str = ""  # an ACL user (empty: "default")
+    redis_password: SecretStr = SecretStr("")
+    redis_ssl_ca_certs: str = ""  # TLS is a rediss:// URL; this CA verifies the server (default: the system's)
+
     # Local services launcher (learnrec services up|down|status).
     cache_dir: Path = Path(".cache")
     kafka_version: str = "4.1.1"

@@ -37,6 +37,23 @@ from shared.topics import topic_specs
 log = logging.getLogger(__name__)
 
 
+def kafka_security(settings: Settings) -> dict[str, object]:
+    """Client options for SASL (PLAIN, SCRAM) and SSL from ``settings``; none for PLAINTEXT."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, object] = {"security_protocol": protocol}
+    if protocol.startswith("SASL"):
+        if not settings.kafka_sasl_username:
+            raise ValueError(f"{protocol} needs LEARNREC_KAFKA_SASL_USERNAME and LEARNREC_KAFKA_SASL_PASSWORD")
+        options |= {"sasl_mechanism": settings.kafka_sasl_mechanism,
+                    "sasl_plain_username": settings.kafka_sasl_username,
+                    "sasl_plain_password": settings.kafka_sasl_password.get_secret_value()}
+    if protocol.endswith("SSL"):
+        files = {"ssl_cafile": settings.kafka_ssl_cafile, "ssl_certfile": settings.kafka_ssl_certfile,
+                 "ssl_keyfile": settings.kafka_ssl_keyfile}
+        options |= {name: path for name, path in files.items() if path}
+    return options
+
+
 def make_producer(settings: Settings, **overrides: object) -> KafkaProducer:
     """A durable producer (acks=all, idempotent) sending raw bytes."""
     options: dict[str, object] = {
@@ -47,6 +64,7 @@ def make_producer(settings: Settings, **overrides: object) -> KafkaProducer:
         "retries": 5,
         "request_timeout_ms": 30_000,
         "client_id": "learnrec-producer",
+        **kafka_security(settings),
     }
     options.update(overrides)
     return KafkaProducer(**options)
@@ -73,6 +91,7 @@ def make_consumer(
         "session_timeout_ms": settings.kafka_session_timeout_ms,
         "heartbeat_interval_ms": settings.kafka_session_timeout_ms // 3,
         "client_id": f"learnrec-{group_id}",
+        **kafka_security(settings),
     }
     options.update(overrides)
     topics = list(topics)
@@ -126,7 +145,8 @@ def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str
     Returns the names created. Existing topics are left as they are (their partition count is
     not changed: re-partitioning a keyed topic would reorder a key's events).
     """
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="learnrec-admin")
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="learnrec-admin",
+                             **kafka_security(settings))
     try:
         existing = set(admin.list_topics())
         wanted = [

@@ -7,6 +7,21 @@ import redis
 from shared.config import Settings
 
 
+def redis_security(settings: Settings) -> dict[str, object]:
+    """Client options for credentials and TLS: the ACL user and password when set (a password in
+    the URL wins), the CA for a ``rediss://`` URL when set."""
+    options: dict[str, object] = {}
+    if settings.redis_username:
+        options["username"] = settings.redis_username
+    if settings.redis_password.get_secret_value():
+        options["password"] = settings.redis_password.get_secret_value()
+    if settings.redis_ssl_ca_certs:
+        if not settings.redis_url.startswith("rediss://"):
+            raise ValueError("LEARNREC_REDIS_SSL_CA_CERTS needs a rediss:// URL (TLS)")
+        options["ssl_ca_certs"] = settings.redis_ssl_ca_certs
+    return options
+
+
 def make_redis(settings: Settings) -> redis.Redis:
     """A client on ``settings.redis_url`` returning raw bytes (vectors are stored as bytes).
 
@@ -18,4 +33,5 @@ def make_redis(settings: Settings) -> redis.Redis:
         socket_timeout=5.0,
         socket_connect_timeout=5.0,
         health_check_interval=30,
+        **redis_security(settings),
     )
