@@ -74,9 +74,10 @@ class SecuredRedis:
 
 
 class SaslKafka:
-    """A one-node KRaft broker whose only client listener is SASL_PLAINTEXT, with PLAIN user
-    ``learnrec`` / ``password`` (static, in the listener's JAAS line) and the same user for
-    SCRAM-SHA-256 (created when the storage is formatted)."""
+    """A one-node KRaft broker whose client listeners are SASL_PLAINTEXT (``port``) and SASL_SSL
+    (``ssl_port``, a certificate from a test CA), with PLAIN user ``learnrec`` / ``password``
+    (static, in the listeners' JAAS lines) and the same user for SCRAM-SHA-256 (created when the
+    storage is formatted)."""
 
     def __init__(self, folder: Path, password: str) -> None:
         from shared.config import Settings
@@ -84,7 +85,13 @@ class SaslKafka:
 
         self.folder = folder
         self.password = password
-        self.port, self.controller_port = free_port(), free_port()
+        self.port, self.ssl_port, self.controller_port = free_port(), free_port(), free_port()
+        self.certs = make_certificates(folder)
+        keystore = folder / "server-keystore.pem"  # PKCS#8 key, then the certificate
+        pkcs8 = subprocess.run([shutil.which("openssl") or "openssl", "pkcs8", "-topk8", "-nocrypt",
+                                "-in", str(self.certs["key"])], check=True, capture_output=True).stdout
+        keystore.write_bytes(pkcs8 + self.certs["cert"].read_bytes())
+        self.keystore = keystore
         self.jars = LocalServices(Settings()).fetch_kafka_jars()
         self.cluster_id = new_kafka_cluster_id()
         self.process: subprocess.Popen | None = None
@@ -95,10 +102,15 @@ class SaslKafka:
         return "\n".join([
             "process.roles=broker,controller", "node.id=1",
             f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
-            f"listeners=SASL_PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{self.port}",
+            f"listeners=SASL_PLAINTEXT://127.0.0.1:{self.port},SASL_SSL://127.0.0.1:{self.ssl_port},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{self.port},SASL_SSL://127.0.0.1:{self.ssl_port}",
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+            "ssl.keystore.type=PEM", f"ssl.keystore.location={self.keystore}",
+            f"listener.name.sasl_ssl.plain.sasl.jaas.config={plain}",
+            "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
             "inter.broker.listener.name=SASL_PLAINTEXT",
             "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256",
             "sasl.mechanism.inter.broker.protocol=PLAIN",
