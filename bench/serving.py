@@ -15,9 +15,10 @@ fresh key prefix that is deleted afterwards:
    the standard asyncio loop (finer timers than uvloop's millisecond clock), far cheaper per
    request than a general one, which matters on two cores shared with the server.
 
-Writes ``bench/results/serving.json``: ``catalogue``, ``rps[rate]`` (``p50_ms``, ``p99_ms``,
-``error_rate``, ``sent``, ``achieved_rps``), ``floor_p50_ms``, ``floor_p99_ms``, the targets and
-whether they were met.
+Writes ``bench/results/serving.json``: ``catalogue``, ``rps[rate]`` (``p50_ms``, ``p99_ms``
+over every request, ``accepted_p50_ms`` / ``accepted_p99_ms`` over the answered ones (200),
+``shed_p99_ms`` over the ones shed with 503, ``error_rate`` (anything but 200), ``sent``,
+``achieved_rps``), ``floor_p50_ms``, ``floor_p99_ms``, the targets and whether they were met.
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ async def open_loop(port: int, users: int, rate: int, duration_s: float, timeout
     ``timeout_s`` of its scheduled time is an error."""
     idle: list[Connection] = []
     latencies: list[float] = []
+    by_outcome: dict[str, list[float]] = {}
     outcomes: dict[str, int] = {}
     slots = asyncio.Semaphore(MAX_CONNECTIONS)
     rng = np.random.default_rng(rate)
@@ -182,6 +184,7 @@ async def open_loop(port: int, users: int, rate: int, duration_s: float, timeout
             except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as err:
                 outcome = type(err).__name__
         latencies.append(time.perf_counter() - scheduled)
+        by_outcome.setdefault(outcome, []).append(latencies[-1])
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
     await asyncio.gather(*(one(i, int(u)) for i, u in enumerate(rng.integers(0, users, total))))
@@ -190,8 +193,11 @@ async def open_loop(port: int, users: int, rate: int, duration_s: float, timeout
         conn.close()
     p50, p99 = _percentiles(latencies)
     errors = total - outcomes.get("200", 0)
+    accepted = _percentiles(by_outcome["200"]) if "200" in by_outcome else (None, None)
+    shed = _percentiles(by_outcome["503"]) if "503" in by_outcome else (None, None)
     return {"p50_ms": p50, "p99_ms": p99, "error_rate": errors / total, "sent": total,
-            "achieved_rps": round(total / elapsed, 1), "outcomes": outcomes}
+            "achieved_rps": round(total / elapsed, 1), "outcomes": outcomes,
+            "accepted_p50_ms": accepted[0], "accepted_p99_ms": accepted[1], "shed_p99_ms": shed[1]}
 
 
 def start_server(settings: Settings, port: int, log_path: Path) -> subprocess.Popen:

@@ -13,7 +13,8 @@ Endpoints (OpenAPI docs at ``/docs``):
 
 Bad input gets a 4xx whose ``detail`` says what is wrong (401 without a valid API key when keys
 are configured, 413 for a body over the cap: :mod:`serving.guard`); 503 (with ``Retry-After``)
-until a model version is loaded.
+until a model version is loaded, and when too many requests are in flight
+(:mod:`serving.shedding`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from serving.guard import RequestGuard, parse_keys
 from serving.metrics import MetricsMiddleware
 from serving.recommender import Answer, Source, UnknownItems
 from serving.service import ServingService
+from serving.shedding import LoadShedder
 from serving.versions import NotReady
 from shared.config import Settings, get_settings
 from shared.schemas import MAX_ID_CHARS, Identifier
@@ -121,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="learnrec", summary="Streaming LEARN recommendations", lifespan=lifespan)
     app.state.service = service
     cfg = service.settings
+    app.add_middleware(LoadShedder, max_in_flight=cfg.serving_max_in_flight, registry=service.metrics.registry)
     app.add_middleware(RequestGuard, keys=parse_keys(cfg.serving_api_keys.get_secret_value()),
                        max_body_bytes=cfg.serving_max_body_bytes, metrics_open=cfg.serving_metrics_open)
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)

@@ -40,7 +40,7 @@ def key_is_valid(presented: bytes | None, keys: list[bytes]) -> bool:
     return valid and presented is not None
 
 
-async def _reply(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def reply(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -62,12 +62,12 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         if self.keys and scope["path"] not in self.open_paths and not key_is_valid(_presented_key(scope), self.keys):
-            await _reply(send, 401, "a valid API key is required (Authorization: Bearer <key> or X-API-Key)",
+            await reply(send, 401, "a valid API key is required (Authorization: Bearer <key> or X-API-Key)",
                          [(b"www-authenticate", b"Bearer")])
             return
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            await _reply(send, 413, f"the request body is {int(length)} bytes; the limit is {self.max_body_bytes}")
+            await reply(send, 413, f"the request body is {int(length)} bytes; the limit is {self.max_body_bytes}")
             return
         body, more = bytearray(), True
         messages: list[Message] = []
@@ -77,7 +77,7 @@ class RequestGuard:
             body += message.get("body", b"")
             more = message.get("more_body", False) and message["type"] == "http.request"
             if len(body) > self.max_body_bytes:
-                await _reply(send, 413, f"the request body is more than the limit of {self.max_body_bytes} bytes")
+                await reply(send, 413, f"the request body is more than the limit of {self.max_body_bytes} bytes")
                 return
 
         async def replay() -> Message:

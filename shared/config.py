@@ -102,6 +102,7 @@ class Settings(BaseSettings):
     serving_api_keys: SecretStr = SecretStr("")
     serving_metrics_open: bool = True
     serving_max_body_bytes: int = Field(default=64 * 1024, ge=1)
+    serving_max_in_flight: int = Field(default=32, ge=1)  # more /v1/ requests at once: 503 (serving/shedding.py)
     serving_exact_below: int = Field(default=20_000, ge=1)
     serving_hnsw_ef: int = Field(default=128, ge=1)
     serving_hnsw_m: int = Field(default=16, ge=2)
