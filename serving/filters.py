@@ -10,7 +10,6 @@ an answer comes back short only when fewer than ``k`` items match at all among t
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -91,14 +90,13 @@ async def filtered(
     read_facts: Callable[[list[str]], Awaitable[dict[str, ItemFacts]]],
 ) -> Scored:
     """The best ``k`` matching items. ``search(n)`` gives the best ``n`` candidates, best first,
-    already without ``item_filter.exclude``; fewer than ``n`` means there are no more. It runs
-    in a worker thread (an index search is CPU work; the event loop stays free)."""
+    already without ``item_filter.exclude``; fewer than ``n`` means there are no more."""
     if not item_filter.reads_facts:
-        return await asyncio.to_thread(search, k)
+        return search(k)
     known: dict[str, ItemFacts] = {}
     wanted = min(k * GROWTH, MAX_CANDIDATES)
     while True:
-        candidates = await asyncio.to_thread(search, wanted)
+        candidates = search(wanted)
         new = [item_id for item_id, _ in candidates if item_id not in known]
         if new:
             known.update(await read_facts(new))

@@ -4,13 +4,12 @@ Every answer pins one model version (:meth:`VersionHolder.pin_current`) for its 
 user tower that makes the user vector and the index searched are that version's. The request
 path costs one Redis round trip when the content cache is warm (``LRANGE`` of the history) and a
 second, pipelined one for the embeddings it misses (``HGET {p}:item:{id} content`` each). The
-user tower and the index search run in worker threads (ONNX Runtime and numpy release the GIL),
-never on the event loop, so one request's inference does not hold up the others' I/O.
+user tower and the index search run on the event loop: moved to worker threads they made p99
+4x worse on two cores (docs/SERVING.md).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -125,6 +124,6 @@ class Recommender:
             return Answer(version.version, "popular", items)
         content = np.stack([contents[i] for i in known])[None]  # [1, L, content_dim]
         mask = np.ones(content.shape[:2], dtype=np.int64)  # [1, L]
-        user = (await asyncio.to_thread(version.user_vectors, content, mask, [known]))[0]  # [output_dim]
+        user = version.user_vectors(content, mask, [known])[0]  # [output_dim]
         items = await filtered(lambda n: version.index.search(user, n, skip), k, item_filter, self._facts)
         return Answer(version.version, "personal", items)
