@@ -10,11 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.serving_support import free_port
 
 
 def wait_for_port(port: int, timeout_s: float, what: str) -> None:
