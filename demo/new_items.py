@@ -56,11 +56,11 @@ class NewItemRanks:
         answer = self._client.recommend(event.user_id, k=MAX_K, timed=False)
         if answer is None:
             return
-        ranked = [i["item_id"] for i in answer["items"]]
-        version = answer["model_version"]
+        ranked = answer.item_ids
+        version = answer.model_version
         self._metrics.add("new_item_clicks", NewItemClick(
             item_id=event.item_id, click=self._clicks[event.item_id], position=position, version=version,
-            source=answer["source"], id_row=event.item_id in self._items_with_id_row(version),
+            source=answer.source, id_row=event.item_id in self._items_with_id_row(version),
             servable=event.item_id in self._announced, seen=event.item_id in history,
             rank=ranked.index(event.item_id) + 1 if event.item_id in ranked else None, k=MAX_K))
 

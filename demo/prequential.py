@@ -66,8 +66,8 @@ class PrequentialScorer:
         answer = self._client.recommend(event.user_id, k=K)
         if answer is None:
             return None
-        served = event.item_id in {i["item_id"] for i in answer["items"]}
-        self._pending.append(_Pending(position, answer["model_version"], served,
+        served = event.item_id in answer.item_ids
+        self._pending.append(_Pending(position, answer.model_version, served,
                                       self._popular_hit(event.item_id, set(history)),
                                       FrozenQuery(history, event.item_id, known_items)))
         if len(self._pending) >= self._batch:

@@ -7,12 +7,12 @@ import threading
 import time
 from collections import Counter
 
-import httpx
 import redis
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from demo.metrics import ColdStartExample, DemoMetrics, UserExample
+from learnrec.client import ClientError, Recommendations, RecommendationsClient
 from shared.config import Settings
 from shared.dead_letter import DeadLetter
 from shared.kafka_io import kafka_security
@@ -99,39 +99,39 @@ class AnnouncementWatcher(threading.Thread):
 
 
 class ServingClient:
-    """Calls the recommendation API and records latency and errors."""
+    """Looks recommendations up through :mod:`learnrec.client` and records latency and errors
+    (no retries: the demo counts every failed request)."""
 
     def __init__(self, base_url: str, metrics: DemoMetrics) -> None:
-        self._http = httpx.Client(base_url=base_url, timeout=5.0)
+        self._client = RecommendationsClient(base_url, timeout_s=5.0, retries=0)
         self._metrics = metrics
 
     def ready(self) -> bool:
         try:
-            return self._http.get("/readyz").status_code == 200
-        except httpx.HTTPError:
+            return self._client.is_ready()
+        except ClientError:
             return False
 
-    def recommend(self, user_id: str, k: int = 10, timed: bool = True) -> dict | None:
+    def recommend(self, user_id: str, k: int = 10, timed: bool = True) -> Recommendations | None:
         """The API's answer (None on an error); ``timed``: count its latency in the metrics."""
         started = time.perf_counter()
         try:
-            response = self._http.get(f"/v1/users/{user_id}/recommendations", params={"k": k})
-        except httpx.HTTPError:
+            answer = self._client.for_user(user_id, k=k)
+        except ClientError:
             self._metrics.request_errors += 1
             return None
         if timed:
             self._metrics.add("latency_ms", (time.perf_counter() - started) * 1000.0)
-        if response.status_code != 200:
-            self._metrics.request_errors += 1
-            return None
-        return response.json()
+        return answer
 
     def similar(self, item_id: str, k: int = 10) -> list[str]:
-        response = self._http.get(f"/v1/items/{item_id}/similar", params={"k": k})
-        return [i["item_id"] for i in response.json()["items"]] if response.status_code == 200 else []
+        try:
+            return self._client.similar(item_id, k=k).item_ids
+        except ClientError:
+            return []
 
     def close(self) -> None:
-        self._http.close()
+        self._client.close()
 
 
 class ColdStartProbe:
@@ -161,7 +161,7 @@ class ColdStartProbe:
             users = [u for u, last in self._last_click.items() if last in neighbours][:5]
             for user in users:
                 answer = self._client.recommend(user, k=10)
-                ids = [i["item_id"] for i in answer["items"]] if answer else []
+                ids = answer.item_ids if answer else []
                 if item_id in ids:
                     self._metrics.add("cold_starts", ColdStartExample(
                         item_id=item_id, title=self._titles.get(item_id, item_id), published_at=t0,
@@ -187,13 +187,13 @@ def collect_user_examples(client: ServingClient, redis_client: redis.Redis, keys
         answer = client.recommend(user, k=10)
         if not answer:
             continue
-        recs = [i["item_id"] for i in answer["items"]]
+        recs = answer.item_ids
         metrics.users.append(UserExample(
             user_id=user,
             history=[titles.get(i, i) for i in history],
             recommendations=[titles.get(i, i) for i in recs],
             new_items=[titles.get(i, i) for i in recs if i in new_items],
-            version=answer.get("model_version", "?"),
+            version=answer.model_version,
         ))
 
 

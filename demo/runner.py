@@ -34,6 +34,7 @@ from demo.processes import Component, Fleet, free_port
 from demo.report import write_report
 from demo.sources import DemoData
 from demo.status import StatusDisplay
+from learnrec.client import EventProducer
 from shared.config import Settings, process_env
 from shared.kafka_io import ensure_topics, make_producer
 from shared.model_versions import ModelRegistry
@@ -134,7 +135,7 @@ class DemoRun:
         self.folder.mkdir(parents=True, exist_ok=True)
         created = ensure_topics(self.settings)
         self.console.print(f"run {self.run_id}: data [bold]{self.data.name}[/], topics {', '.join(created)}")
-        producer = make_producer(self.settings)
+        producer = EventProducer(self.settings)
         trainer = GroupOffsets(self.settings, group_name(self.settings, GROUP_TRAINER),
                                topic_name(self.settings, INTERACTIONS))
         watcher = AnnouncementWatcher(self.redis, self.keys, self.metrics, trainer)
@@ -173,12 +174,12 @@ class DemoRun:
         self.console.print(f"report: [bold]{report}[/]")
         return report
 
-    def _publish_catalogue(self, producer, watcher: AnnouncementWatcher) -> None:
+    def _publish_catalogue(self, producer: EventProducer, watcher: AnnouncementWatcher) -> None:
         items = self.data.catalogue
         self.console.print(f"publishing the initial catalogue: {len(items)} items")
         for item in items:
             watcher.expect(item.item_id, time.time())
-            producer.send(topic_name(self.settings, ITEMS), key=item.key, value=item.to_bytes())
+            producer.publish_item(item)
         producer.flush()
         self.metrics.items_published += len(items)
         started = time.monotonic()
@@ -195,7 +196,7 @@ class DemoRun:
         # Freshness counts only items arriving during the live stream, not the initial bulk load.
         self.metrics.freshness_ms.clear()
 
-    def _publish_history(self, producer) -> None:
+    def _publish_history(self, producer: EventProducer) -> None:
         """The interactions from before the demo go through Kafka too, so the history updater has
         every user's recent history and the trainer keeps learning from them; wait until the
         history updater has applied them all."""
@@ -203,7 +204,7 @@ class DemoRun:
             return
         topic = topic_name(self.settings, INTERACTIONS)
         for event in self.data.history:
-            producer.send(topic, key=event.key, value=event.to_bytes())
+            producer.publish_interaction(event)
         producer.flush()
         self.metrics.interactions_published_before = len(self.data.history)
         reader = GroupOffsets(self.settings, group_name(self.settings, GROUP_HISTORY_UPDATER), topic)
@@ -234,7 +235,7 @@ class DemoRun:
         self.console.print(f"frozen copy of version {info.version} ({info.source}): {len(frozen)} items")
         return frozen
 
-    def _replay(self, producer, watcher: AnnouncementWatcher, client: ServingClient, frozen: FrozenVersion) -> None:
+    def _replay(self, producer: EventProducer, watcher: AnnouncementWatcher, client: ServingClient, frozen: FrozenVersion) -> None:
         scorer = PrequentialScorer(client, self.redis, self.keys, self.metrics, frozen,
                                    [event.item_id for event in self.data.history])
         ranks = NewItemRanks(client, self.redis, self.keys, self.metrics, watcher.announced)
@@ -246,7 +247,7 @@ class DemoRun:
         with StatusDisplay(self.console, self.metrics, len(self.data.catalogue) + len(self.data.stream)) as status:
             for index, event in enumerate(self.data.stream):
                 if index == malformed_at:
-                    self._publish_malformed(producer)
+                    self._publish_malformed()
                 delay = next_send - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
@@ -257,7 +258,7 @@ class DemoRun:
                     now = time.time()
                     cold_start.published(event.item_id, now)
                     watcher.expect(event.item_id, now)
-                    producer.send(topic_name(self.settings, ITEMS), key=event.key, value=event.to_bytes())
+                    producer.publish_item(event)
                     producer.flush()
                     self.metrics.items_published += 1
                 else:
@@ -266,7 +267,7 @@ class DemoRun:
                     if history is not None:
                         ranks.probe(event, position, history)
                     cold_start.check()
-                    producer.send(topic_name(self.settings, INTERACTIONS), key=event.key, value=event.to_bytes())
+                    producer.publish_interaction(event)
                     scorer.clicked(event.item_id)
                     cold_start.clicked(event.user_id, event.item_id)
                     self.metrics.interactions_published += 1
@@ -287,10 +288,14 @@ class DemoRun:
                 time.sleep(0.5)
         self.console.print(f"[yellow]no new model version within {timeout_s:.0f}s; see logs/trainer.log[/]")
 
-    def _publish_malformed(self, producer) -> None:
-        """Two bad events mid-stream: they must land in the dead-letter topic, nothing stops."""
+    def _publish_malformed(self) -> None:
+        """Two bad events mid-stream: they must land in the dead-letter topic, nothing stops.
+        Sent by a bare Kafka producer: learnrec.client would refuse them before sending."""
+        producer = make_producer(self.settings)
         producer.send(topic_name(self.settings, INTERACTIONS), key=b"demo", value=b'{"user_id": "demo"}')
         producer.send(topic_name(self.settings, ITEMS), key=b"bad-item", value=b"not json at all")
+        producer.flush()
+        producer.close()
         self.metrics.malformed_published += 2
 
     def _collect_gate_decisions(self) -> None:

@@ -5,6 +5,8 @@ Endpoints (OpenAPI docs at ``/docs``):
 - ``GET /v1/users/{user_id}/recommendations?k=&exclude_seen=``: from the stored history;
 - ``POST /v1/recommendations``: from a posted history (anonymous sessions);
 - ``GET /v1/items/{item_id}/similar?k=``;
+- ids may hold any printable character but whitespace: ``/`` in an id is sent as ``%2F`` (the
+  routes match the decoded path, so an id with ``/`` routes too);
 - filters on all three (:mod:`serving.filters`): ``exclude`` (item ids, repeatable),
   ``category`` (exact), ``attribute`` (``name=value``, repeatable, all must match); in the
   posted body ``exclude_item_ids``, ``category``, ``attributes`` (an object);
@@ -134,7 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service.metrics.answers.labels(answer.source).inc()
         return _response(answer)
 
-    @app.get("/v1/users/{user_id}/recommendations", response_model=Recommendations)
+    @app.get("/v1/users/{user_id:path}/recommendations", response_model=Recommendations)
     async def user_recommendations(
         user_id: PathId, k: K = DEFAULT_K, exclude_seen: bool = True,
         exclude: Exclude = [], category: Category = None, attribute: Attribute = [],  # noqa: B006
@@ -153,7 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(422, f"{err}: {request.item_ids[:10]}") from None
         return count(answer)
 
-    @app.get("/v1/items/{item_id}/similar", response_model=Recommendations)
+    @app.get("/v1/items/{item_id:path}/similar", response_model=Recommendations)
     async def similar_items(
         item_id: PathId, k: K = DEFAULT_K,
         exclude: Exclude = [], category: Category = None, attribute: Attribute = [],  # noqa: B006

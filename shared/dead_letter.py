@@ -7,6 +7,9 @@ coordinates travel as headers:
 - ``dlq.source.topic`` / ``dlq.source.partition`` / ``dlq.source.offset``
 - ``dlq.stage``: which worker rejected it
 - ``dlq.time``: Unix seconds when it was rejected
+
+Delivered dead letters are counted in ``learnrec_dead_letters_total{worker, reason}``, where
+``reason`` is a short fixed class of the reason (:func:`reason_class`), never its free text.
 """
 
 from __future__ import annotations
@@ -17,10 +20,36 @@ import time
 from dataclasses import dataclass
 
 from kafka import KafkaProducer
+from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
 
 MAX_REASON_CHARS = 2_000
+
+DEAD_LETTERS = Counter("learnrec_dead_letters_total", "Dead letters delivered, by worker and class of reason",
+                       ["worker", "reason"])
+
+# The fixed classes of ``learnrec_dead_letters_total``'s ``reason`` label.
+REASON_CLASSES = ("empty", "too_large", "invalid_json", "unknown_schema_version", "validation",
+                  "tombstone_key", "processing", "other")
+
+
+def reason_class(reason: str) -> str:
+    """The class of a rejection reason (the messages of :mod:`shared.schemas`' ``EventError``)."""
+    text = reason.lower()
+    if text.startswith("empty message"):
+        return "empty"
+    if "more than the limit" in text:
+        return "too_large"
+    if text.startswith(("not utf-8 json", "expected a json object")):
+        return "invalid_json"
+    if "unknown major schema version" in text:
+        return "unknown_schema_version"
+    if "tombstone" in text:
+        return "tombstone_key"
+    if text.startswith("invalid "):
+        return "validation"
+    return "other"
 
 
 @dataclass(frozen=True)
@@ -62,10 +91,13 @@ class DeadLetterWriter:
         self._topic = topic
         self._stage = stage
         self._pending: list = []  # futures of sends not yet checked
+        self._classes: list[str] = []  # their reason classes, counted once all are acknowledged
         self.sent = 0
 
-    def send(self, record: object, reason: str) -> None:
-        """Queue ``record`` (a kafka-python ConsumerRecord) with ``reason``."""
+    def send(self, record: object, reason: str, kind: str | None = None) -> None:
+        """Queue ``record`` (a kafka-python ConsumerRecord) with ``reason``; ``kind``: its class
+        (one of :data:`REASON_CLASSES`; default :func:`reason_class` of ``reason``)."""
+        self._classes.append(kind if kind in REASON_CLASSES else reason_class(reason))
         reason = reason[:MAX_REASON_CHARS]
         headers = [
             ("dlq.reason", reason.encode("utf-8")),
@@ -94,8 +126,11 @@ class DeadLetterWriter:
         """Block until every queued dead letter is acknowledged by the broker; raises
         :class:`DeadLetterError` when one was not (the caller sends them again)."""
         pending, self._pending = self._pending, []
+        classes, self._classes = self._classes, []
         self._producer.flush(timeout=timeout)
         failed = [f for f in pending if not f.succeeded()]
-        if failed:
+        if failed:  # not counted: the caller sends them all again
             raise DeadLetterError(f"{len(failed)} of {len(pending)} dead letters were not acknowledged: "
                                   f"{failed[0].exception!r}")
+        for kind in classes:
+            DEAD_LETTERS.labels(self._stage, kind).inc()

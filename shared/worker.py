@@ -32,7 +32,7 @@ from typing import Generic, TypeVar
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from shared.dead_letter import DeadLetterWriter
 from shared.rebuild import ReplayGuard
@@ -49,6 +49,14 @@ BATCH_SIZE = Histogram(
 BATCH_SECONDS = Histogram("learnrec_batch_seconds", "Time to process one batch", ["worker"])
 CONSUMER_LAG = Gauge("learnrec_consumer_lag", "Records behind the end of the log", ["worker"])
 BATCH_FAILURES = Counter("learnrec_batch_failures_total", "Batches retried after a handler error", ["worker"])
+
+
+def serve_metrics(port: int, name: str) -> None:
+    """Serve the process's Prometheus metrics on ``:port/metrics`` (``Settings.metrics_port``;
+    0: not served)."""
+    if port:
+        start_http_server(port)
+        log.info("%s: metrics on :%d/metrics", name, port)
 
 
 def values(decode: Callable[[bytes | None], E]) -> Callable[[ConsumerRecord], E]:
@@ -135,12 +143,12 @@ class BatchWorker(Generic[E]):
         started = time.perf_counter()
         BATCH_SIZE.labels(self.name).observe(len(records))
         accepted: list[Accepted[E]] = []
-        rejected: list[tuple[object, str]] = []
+        rejected: list[tuple[object, str, str | None]] = []  # (record, reason, class or None)
         for record in records:
             try:
                 accepted.append(Accepted(record, self._decode(record)))
             except EventError as err:
-                rejected.append((record, str(err)))
+                rejected.append((record, str(err), None))
         try:
             result = self._handle(accepted) if accepted else BatchResult()
         except Exception:
@@ -149,7 +157,7 @@ class BatchWorker(Generic[E]):
             self._rewind(records)
             self.stop_event.wait(self._retry_backoff_s)
             return BatchStats(polled=len(records))
-        rejected.extend(result.rejected)
+        rejected.extend((record, reason, "processing") for record, reason in result.rejected)
         if not self._deliver_dead_letters(rejected):
             self._rewind(records)  # stopping with undelivered dead letters: commit nothing
             return BatchStats(polled=len(records))
@@ -196,13 +204,13 @@ class BatchWorker(Generic[E]):
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
 
-    def _deliver_dead_letters(self, rejected: list[tuple[object, str]]) -> bool:
+    def _deliver_dead_letters(self, rejected: list[tuple[object, str, str | None]]) -> bool:
         """Send and confirm every dead letter, retrying after a back-off; False when the worker
         was told to stop first."""
         while rejected:
             try:
-                for record, reason in rejected:
-                    self._dead_letters.send(record, reason)
+                for record, reason, kind in rejected:
+                    self._dead_letters.send(record, reason, kind)
                 self._dead_letters.flush()
                 return True
             except Exception:

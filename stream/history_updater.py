@@ -151,4 +151,10 @@ class HistoryHandler:
         INTERACTIONS.labels("duplicate").inc(duplicate)
         log.debug("history batch", extra={"events": len(batch), "applied": applied,
                                            "redelivered": redelivered, "duplicate": duplicate})
+        if log.isEnabledFor(logging.DEBUG):  # tracing: one line per event, at DEBUG only
+            for accepted in batch:
+                event, record = accepted.event, accepted.record
+                log.debug("history event", extra={
+                    "event_id": event.event_id, "user_id": event.user_id, "item_id": event.item_id,
+                    "partition": record.partition, "offset": record.offset})
         return BatchResult()

@@ -41,6 +41,11 @@ ENCODE_SECONDS = Histogram(
     "Time to encode one batch of item texts with the frozen encoder",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+FRESHNESS_SECONDS = Histogram(
+    "learnrec_item_freshness_seconds",
+    "Seconds from an item event's timestamp (set by its producer) to its vectors written to Redis",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
 
 
 class TextEncoder(Protocol):
@@ -112,6 +117,9 @@ class ItemEncoderHandler:
             for i, vector in zip(to_encode, content, strict=True)
         ]
         result = self.store.write(changed, unchanged) if ids else WriteResult()
+        written_at = time.time()
+        for item in changed:  # the producer's clock may run ahead of ours: never negative
+            FRESHNESS_SECONDS.observe(max(0.0, written_at - latest[item.item_id].timestamp))
         self.store.remove(deleted, unavailable)
         ITEMS.labels("encoded").inc(len(changed))
         ITEMS.labels("unchanged").inc(len(unchanged))

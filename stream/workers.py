@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import start_http_server
-
 from shared.bootstrap_model import ensure_current_version
 from shared.config import Settings
 from shared.dead_letter import DeadLetterWriter
@@ -24,7 +22,7 @@ from shared.topics import (
     group_name,
     topic_name,
 )
-from shared.worker import BatchStats, BatchWorker, values
+from shared.worker import BatchStats, BatchWorker, serve_metrics, values
 from stream.history_updater import HistoryHandler
 from stream.item_encoder import ItemEncoderHandler, TextEncoder, load_encoder
 from stream.item_store import ItemStore
@@ -95,9 +93,7 @@ def build_history_worker(settings: Settings) -> BatchWorker:
 
 def run_worker(worker: BatchWorker, metrics_port: int, max_idle_s: float | None = None) -> BatchStats:
     """Serve /metrics (unless port 0), stop on SIGTERM/SIGINT after the current batch."""
-    if metrics_port:
-        start_http_server(metrics_port)
-        log.info("%s: metrics on :%d/metrics", worker.name, metrics_port)
+    serve_metrics(metrics_port, worker.name)
     worker.install_signal_handlers()
     log.info("%s: running", worker.name)
     totals = worker.run(max_idle_s=max_idle_s)

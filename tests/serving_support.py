@@ -8,19 +8,15 @@ L2-normalised: with ``weight = I`` a user's vector points at the average of what
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import redis
 import torch
-import uvicorn
 from torch import nn
 
-from shared.config import Settings
+from learnrec.testing.live_server import LiveServer, free_port, wait_until  # noqa: F401 (re-exported)
 from shared.redis_keys import RedisKeys
 
 
@@ -112,47 +108,3 @@ def put_items(
         for version in vectors:
             for item_id in ids:
                 client.xadd(keys.item_updates(), {"item_id": item_id, "version": version})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    """``create_app(settings)`` on a real uvicorn server in a background thread."""
-
-    def __init__(self, settings: Settings) -> None:
-        from serving.api import create_app
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise TimeoutError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self._thread.join(timeout=10)
-
-
-def wait_until(predicate, timeout: float = 10.0, every: float = 0.02):
-    """Poll ``predicate`` until it returns something truthy; returns that or raises."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError(f"condition not met within {timeout} s")

@@ -7,12 +7,16 @@ import argparse
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-idle-s", type=float, default=None, help="exit after this long without events")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="Prometheus port (default LEARNREC_METRICS_PORT; 0 disables)")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from shared.config import get_settings
+    from stream.logs import use_json_logs
     from trainer.worker import run
 
-    run(get_settings(), max_idle_s=args.max_idle_s)
+    use_json_logs()  # JSON lines with the extra fields (the event_id of DEBUG traces)
+    run(get_settings(), max_idle_s=args.max_idle_s, metrics_port=args.metrics_port)
     return 0

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import redis
 import torch
+from prometheus_client import Counter
 
 from shared.config import Settings
 from shared.dead_letter import DeadLetterWriter
@@ -31,7 +32,7 @@ from shared.redis_client import make_redis
 from shared.redis_keys import RedisKeys
 from shared.schemas import InteractionEvent, decode_interaction_event
 from shared.topics import DEAD_LETTER, GROUP_TRAINER, INTERACTIONS, group_name, topic_name
-from shared.worker import Accepted, BatchResult, BatchWorker, values
+from shared.worker import Accepted, BatchResult, BatchWorker, serve_metrics, values
 from trainer import checkpointing
 from trainer.content import ContentTable
 from trainer.gate import GateDecision, decide, record
@@ -41,6 +42,8 @@ from trainer.publish import export_candidate, publish_version
 log = logging.getLogger(__name__)
 
 WORKER = "trainer"
+
+PUBLISHED = Counter("learnrec_trainer_published_total", "Model versions the online trainer published")
 
 
 def content_dim_from_redis(client: redis.Redis, keys: RedisKeys, wait_s: float = 0.5) -> int:
@@ -101,10 +104,18 @@ class TrainerLoop:
         state already holds for that partition (a redelivered batch: fenced, never applied twice)."""
         offsets: dict[str, int] = {}
         fresh: list[InteractionEvent] = []
+        trace = log.isEnabledFor(logging.DEBUG)  # one line per event, at DEBUG only
         for accepted in batch:
             record = accepted.record
             key = checkpointing.offset_key(record.topic, record.partition)  # type: ignore[attr-defined]
-            if record.offset < self.trainer.offsets.get(key, 0):  # type: ignore[attr-defined]
+            fenced = record.offset < self.trainer.offsets.get(key, 0)  # type: ignore[attr-defined]
+            if trace:
+                event = accepted.event
+                log.debug("trainer event", extra={
+                    "event_id": event.event_id, "user_id": event.user_id, "item_id": event.item_id,
+                    "partition": record.partition, "offset": record.offset,  # type: ignore[attr-defined]
+                    "fenced": fenced})
+            if fenced:
                 continue
             fresh.append(accepted.event)
             offsets[key] = max(offsets.get(key, 0), record.offset + 1)  # type: ignore[attr-defined]
@@ -157,6 +168,7 @@ class TrainerLoop:
                 report = publish_version(registry, candidate, batch_size=s.trainer_publish_batch_size,
                                          keep=s.trainer_keep_versions, content=trainer.content, export_s=export_s)
                 self.published.append(report.version)
+                PUBLISHED.inc()
             else:
                 registry.discard(candidate.info.version)
             record(decision, registry.redis, registry.keys)
@@ -207,9 +219,10 @@ def _assign(consumer, topic: str, offsets: dict[str, int], timeout_s: float = 30
     log.info("assigned %s at %s", topic, {tp.partition: offsets.get(checkpointing.offset_key(topic, tp.partition), 0) for tp in tps})
 
 
-def run(settings: Settings, max_idle_s: float | None = None) -> TrainerLoop:
-    """Train until SIGTERM/SIGINT (or ``max_idle_s`` without events); returns the loop."""
-    torch.set_num_threads(settings.trainer_threads)
+def build_trainer_worker(settings: Settings) -> tuple[BatchWorker, TrainerLoop]:
+    """The online trainer as a worker over ``interactions`` (its ``stop_event`` stops it) and the
+    loop that trains, checkpoints and publishes. Run it with ``worker.run(after_poll=loop.tick)``
+    and ``loop.checkpoint()`` after it returns (what :func:`run` does)."""
     ensure_topics(settings)
     client = make_redis(settings)
     registry = ModelRegistry.from_settings(settings, client)
@@ -222,8 +235,16 @@ def run(settings: Settings, max_idle_s: float | None = None) -> TrainerLoop:
         WORKER, consumer, values(decode_interaction_event), loop.handle,
         DeadLetterWriter(make_producer(settings), topic_name(settings, DEAD_LETTER), WORKER),
     )
+    return worker, loop
+
+
+def run(settings: Settings, max_idle_s: float | None = None, metrics_port: int | None = None) -> TrainerLoop:
+    """Train until SIGTERM/SIGINT (or ``max_idle_s`` without events), serving Prometheus metrics
+    on ``metrics_port`` (default ``Settings.metrics_port``; 0: none); returns the loop."""
+    torch.set_num_threads(settings.trainer_threads)
+    serve_metrics(settings.metrics_port if metrics_port is None else metrics_port, WORKER)
+    worker, loop = build_trainer_worker(settings)
     worker.install_signal_handlers()
     worker.run(max_idle_s, after_poll=loop.tick)
     loop.checkpoint()
     return loop
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -153,10 +154,25 @@ def test_new_items_from_the_stream_are_searchable(client, catalogue, redis_clien
     assert body.json()["items"][0]["item_id"] == "fresh"
 
 
+def test_ids_with_slashes_and_url_characters_route(client, catalogue, redis_client, settings) -> None:
+    keys = catalogue[0]
+    odd = ["a/b", "c?d#e", "50%/x"]
+    content = unit(np.eye(DIM)[0][None].repeat(3, 0) * 3 + np.arange(3)[:, None] * 0.01)
+    put_items(redis_client, keys, odd, content, {VERSION: content})
+    wait_until(lambda: client.get("/readyz").json()["items"] == 43, timeout=3)
+    for item_id in odd:
+        quoted = quote(item_id, safe="")
+        assert client.get(f"/v1/items/{quoted}/similar", params={"k": 3}).status_code == 200
+        redis_client.rpush(keys.history("user/1"), item_id)
+    answer = client.get(f"/v1/users/{quote('user/1', safe='')}/recommendations", params={"k": 5})
+    assert answer.status_code == 200 and answer.json()["source"] == "personal"
+    assert not set(odd) & set(_ids(answer))  # seen items are excluded: the history was read
+
+
 def test_metrics_and_docs(client) -> None:
     client.get("/v1/items/c0-1/similar")
     text = client.get("/metrics").text
-    assert 'learnrec_http_requests_total{route="/v1/items/{item_id}/similar",status="200"}' in text
+    assert 'learnrec_http_requests_total{route="/v1/items/{item_id:path}/similar",status="200"}' in text
     assert "learnrec_index_items 40.0" in text
     assert f'learnrec_model_version_info{{version="{VERSION}"}} 1.0' in text
     assert "/v1/recommendations" in client.get("/openapi.json").json()["paths"]

@@ -8,14 +8,13 @@ expected answers are known; everything after the encoder is the production code.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 
 import httpx
-import numpy as np
 import pytest
 
+from learnrec.testing import BagOfWordsEncoder
 from shared.kafka_io import ensure_topics
 from shared.redis_keys import RedisKeys
 from shared.schemas import InteractionEvent, ItemEvent
@@ -29,23 +28,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 LENSES = ["alpha", "beta", "gamma", "delta"]
 BAGS = ["red", "blue", "green"]
 HOSES = ["one", "two", "three", "four", "five", "six"]
-
-
-class BagOfWordsEncoder:
-    """Text -> L2-normalised sum of one seeded random unit vector per word ``[content_dim]``."""
-
-    content_dim = 64
-    model_id = "test-bag-of-words-64"
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        rows = []
-        for text in texts:
-            row = np.zeros(self.content_dim)
-            for word in text.lower().replace(".", " ").replace(":", " ").split():
-                seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:8], "little")
-                row += np.random.default_rng(seed).standard_normal(self.content_dim)
-            rows.append(row / np.linalg.norm(row))
-        return np.asarray(rows, np.float32).reshape(len(texts), self.content_dim)
 
 
 def _items() -> list[ItemEvent]:

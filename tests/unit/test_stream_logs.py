@@ -1,7 +1,9 @@
-"""Log lines are valid JSON whatever the message holds, and keep ``extra`` fields."""
+"""Log lines are valid JSON whatever the message holds, and keep ``extra`` fields: the
+``event_id`` an interaction is traced by, from the history updater to the online trainer."""
 
 import json
 import logging
+from dataclasses import dataclass
 
 from stream.logs import JsonFormatter
 
@@ -12,3 +14,77 @@ def test_json_formatter_escapes_and_keeps_extra_fields():
     entry = json.loads(JsonFormatter().format(record))
     assert entry["msg"] == 'bad "quoted" text'
     assert entry["announced"] == {"v1": 2} and entry["level"] == "INFO" and entry["logger"] == "stream"
+
+
+def _json_lines(caplog) -> list[dict]:
+    return [json.loads(JsonFormatter().format(r)) for r in caplog.records]
+
+
+def test_json_formatter_emits_the_event_id_of_a_trace_line():
+    logger = logging.getLogger("stream.history_updater")
+    record = logger.makeRecord(logger.name, logging.DEBUG, __file__, 1, "history event", (), None,
+                               extra={"event_id": "ev-42", "offset": 7})
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["event_id"] == "ev-42" and entry["offset"] == 7 and entry["level"] == "DEBUG"
+
+
+class _Redis:
+    """What HistoryHandler needs of a client: its script, which here applies everything."""
+
+    def register_script(self, _script):
+        return lambda keys, args: [(len(keys) - 4) // 3, 0, 0]
+
+
+def _interactions(n: int):
+    from shared.schemas import InteractionEvent
+    from shared.worker import Accepted
+
+    @dataclass
+    class Record:
+        topic: str
+        partition: int
+        offset: int
+
+    return [Accepted(Record("interactions", 0, i), InteractionEvent(event_id=f"ev-{i}", user_id="u", item_id=f"i{i}"))
+            for i in range(n)]
+
+
+def test_the_history_updater_traces_each_event_id_at_debug_only(caplog):
+    from shared.config import Settings
+    from shared.redis_keys import RedisKeys
+    from stream.history_updater import HistoryHandler
+
+    handler = HistoryHandler(_Redis(), RedisKeys("t"), Settings())  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="stream.history_updater"):
+        handler(_interactions(3))
+    assert not [e for e in _json_lines(caplog) if "event_id" in e]  # nothing per event at INFO
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="stream.history_updater"):
+        handler(_interactions(3))
+    traced = [e for e in _json_lines(caplog) if "event_id" in e]
+    assert [e["event_id"] for e in traced] == ["ev-0", "ev-1", "ev-2"]
+    assert traced[0]["offset"] == 0 and traced[0]["user_id"] == "u"
+
+
+def test_the_online_trainer_traces_each_event_id_it_consumes_at_debug_only(caplog):
+    import numpy as np
+
+    from shared.config import Settings
+    from trainer.content import ContentTable
+    from trainer.online import OnlineTrainer, TrainConfig
+    from trainer.worker import TrainerLoop
+
+    table = ContentTable(4)
+    table.update(["i0", "i1"], np.eye(2, 4, dtype=np.float32))
+    loop = TrainerLoop(Settings(), OnlineTrainer.from_scratch(table, TrainConfig(gate_events=10), "test"),
+                       registry=None)  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="trainer.worker"):
+        loop.handle(_interactions(2))
+    assert not [e for e in _json_lines(caplog) if "event_id" in e]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="trainer.worker"):
+        loop.handle(_interactions(3))  # the first two again: fenced
+    traced = [e for e in _json_lines(caplog) if "event_id" in e]
+    assert [(e["event_id"], e["fenced"]) for e in traced] == [("ev-0", True), ("ev-1", True), ("ev-2", False)]
