@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
-import os
 import sys
+
+from shared.logs import setup_logging
 
 # subcommand -> "module:function" taking the argparse sub-parser and returning nothing; the
 # function adds its arguments and sets ``func`` with ``parser.set_defaults``.
@@ -45,11 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else os.environ.get("LEARNREC_LOG_LEVEL", "INFO").upper(),
-        format='{"t":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
-    )
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    setup_logging(args.verbose)
     return int(args.func(args) or 0)
 
 

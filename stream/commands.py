@@ -37,9 +37,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from stream import workers
-    from stream.logs import use_json_logs
-
-    use_json_logs()
     settings = get_settings()
     worker = getattr(workers, _WORKERS[args.worker].build)(settings)
     port = settings.metrics_port if args.metrics_port is None else args.metrics_port

@@ -14,9 +14,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from shared.config import get_settings
-    from stream.logs import use_json_logs
     from trainer.worker import run
 
-    use_json_logs()  # JSON lines with the extra fields (the event_id of DEBUG traces)
     run(get_settings(), max_idle_s=args.max_idle_s, metrics_port=args.metrics_port)
     return 0

@@ -5,7 +5,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from stream.logs import JsonFormatter
+from shared.logs import JsonFormatter
 
 
 def test_json_formatter_escapes_and_keeps_extra_fields():
@@ -88,3 +88,30 @@ def test_the_online_trainer_traces_each_event_id_it_consumes_at_debug_only(caplo
         loop.handle(_interactions(3))  # the first two again: fenced
     traced = [e for e in _json_lines(caplog) if "event_id" in e]
     assert [(e["event_id"], e["fenced"]) for e in traced] == [("ev-0", True), ("ev-1", True), ("ev-2", False)]
+
+
+def test_the_process_setup_writes_one_json_object_per_line_even_for_tracebacks(monkeypatch):
+    import io
+
+    from shared.logs import setup_logging
+
+    out = io.StringIO()
+    monkeypatch.setenv("LEARNREC_LOG_LEVEL", "debug")
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        setup_logging(stream=out)
+        log = logging.getLogger("learnrec.test")
+        log.debug('a "quoted" {brace} message\nover two lines', extra={"event_id": "e1"})
+        try:
+            raise ValueError('bad "value"')
+        except ValueError:
+            log.exception("failed")
+        logging.getLogger("kafka.conn").info("not shown: kafka logs warnings only")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    entries = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["msg"] for e in entries] == ['a "quoted" {brace} message\nover two lines', "failed"]
+    assert entries[0]["event_id"] == "e1" and entries[0]["level"] == "DEBUG"
+    assert 'ValueError: bad "value"' in entries[1]["exc"]
