@@ -6,21 +6,27 @@ overwrites its row; a removed item keeps its row, marked removed (and deleted in
 an upsert brings it back. The rows are kept as a dense float32 matrix ``[n, dim]``:
 
 - below ``exact_below`` items, searches are exact (one matrix-vector product);
-- from there on an HNSW graph (hnswlib, inner product space) is built from the matrix once and
-  kept in step by every later upsert; searches that need more than ``ef`` candidates fall back
-  to exact search, so a large ``k`` is never answered approximately-and-short.
+- from there on an HNSW graph (hnswlib, inner product space) is built once, in a background
+  thread from a copy of the matrix: searches stay exact and upserts go on meanwhile, and the
+  graph is swapped in with the rows that changed during the build (:meth:`wait_built` waits for
+  it); every later upsert keeps it in step. Searches that need more than ``ef`` candidates fall
+  back to exact search, so a large ``k`` is never answered approximately-and-short.
 
 All methods are thread-safe: one lock serialises upserts and searches (both take well under a
-millisecond for the batch sizes the stream produces), which also covers hnswlib's resize.
+millisecond for the batch sizes the stream produces), which also covers hnswlib's resize; the
+graph build holds it only to copy the matrix and to swap the graph in.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Collection, Sequence
 
 import hnswlib
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 class ItemIndex:
@@ -48,6 +54,8 @@ class ItemIndex:
         self._rows: dict[str, int] = {}
         self._removed: set[int] = set()  # rows of removed items
         self._hnsw: hnswlib.Index | None = None
+        self._build: threading.Thread | None = None  # a graph build under way
+        self._changed: set[int] = set()  # rows upserted while it runs
 
     def __len__(self) -> int:
         return len(self._ids) - len(self._removed)
@@ -86,8 +94,18 @@ class ItemIndex:
             self._matrix[rows] = vectors
             if self._hnsw is not None:
                 self._hnsw.add_items(vectors, rows, num_threads=self._threads)
+            elif self._build is not None:
+                self._changed.update(rows.tolist())
             elif len(self._ids) >= self.exact_below:
-                self._build_hnsw()
+                # not a daemon: at exit the interpreter waits for a build instead of killing it in hnswlib
+                self._build = threading.Thread(target=self._build_hnsw, name="hnsw-build")
+                self._build.start()
+
+    def wait_built(self, timeout: float | None = None) -> None:
+        """Return once no graph build is under way (at once when none is)."""
+        build = self._build
+        if build is not None:
+            build.join(timeout)
 
     def remove(self, ids: Collection[str]) -> None:
         """Take items out of every later search (unknown or removed ids are ignored)."""
@@ -156,11 +174,29 @@ class ItemIndex:
             self._hnsw.resize_index(max(n, 2 * self._hnsw.get_max_elements()))
 
     def _build_hnsw(self) -> None:
-        n = len(self._ids)
-        graph = hnswlib.Index(space="ip", dim=self.dim)
-        graph.init_index(max_elements=2 * n, ef_construction=self._ef_construction, M=self._m)
-        graph.add_items(self._matrix[:n], np.arange(n), num_threads=self._threads)
-        graph.set_ef(self.ef)
-        for row in self._removed:
-            graph.mark_deleted(row)
-        self._hnsw = graph
+        """Build the graph from a copy of the rows, outside the lock; then, under it, add the
+        rows upserted meanwhile, mark the removed ones, and swap the graph in."""
+        try:
+            with self._lock:
+                n = len(self._ids)
+                snapshot = self._matrix[:n].copy()
+            graph = hnswlib.Index(space="ip", dim=self.dim)
+            graph.init_index(max_elements=2 * n, ef_construction=self._ef_construction, M=self._m)
+            graph.add_items(snapshot, np.arange(n), num_threads=self._threads)
+            graph.set_ef(self.ef)
+            with self._lock:
+                total = len(self._ids)
+                if total > graph.get_max_elements():
+                    graph.resize_index(2 * total)
+                changed = np.array(sorted(self._changed), dtype=np.int64)
+                if len(changed):
+                    graph.add_items(self._matrix[changed], changed, num_threads=self._threads)
+                for row in self._removed:
+                    graph.mark_deleted(row)
+                self._hnsw = graph
+        except Exception:  # out of memory, say: searches stay exact, the next upsert tries again
+            log.exception("building the HNSW graph failed; searching exactly")
+        finally:
+            with self._lock:
+                self._changed.clear()
+                self._build = None

@@ -246,6 +246,7 @@ class VersionManager:
         self._holder.add_loading(version)
         try:
             self._fill(version)
+            version.index.wait_built()  # swapped in with its graph, never searching exactly
             self._warm(version)
         except BaseException:
             self._holder.drop_loading(version)

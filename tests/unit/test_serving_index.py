@@ -1,8 +1,12 @@
-"""ItemIndex: exact and HNSW search, upserts, exclusions, large k."""
+"""ItemIndex: exact and HNSW search, upserts, exclusions, large k, the background graph build."""
 
+import threading
+
+import hnswlib
 import numpy as np
 import pytest
 
+from serving import index as index_module
 from serving.index import ItemIndex
 
 
@@ -26,6 +30,7 @@ def test_search_finds_the_nearest_items(catalogue, exact_below: int) -> None:
     index = ItemIndex(16, exact_below=exact_below, ef=200)
     for start in range(0, len(ids), 700):
         index.upsert(ids[start : start + 700], vectors[start : start + 700])
+    index.wait_built()
     assert len(index) == 3000 and index.approximate == (exact_below == 100)
     rng = np.random.default_rng(1)
     recall = []
@@ -44,6 +49,7 @@ def test_upsert_replaces_a_known_item(catalogue, exact_below: int) -> None:
     ids, vectors = catalogue
     index = ItemIndex(16, exact_below=exact_below)
     index.upsert(ids, vectors)
+    index.wait_built()
     query = vectors[5]
     index.upsert(["i5"], -query[None])
     assert len(index) == 3000
@@ -57,6 +63,7 @@ def test_exclusions_are_left_out_and_k_is_filled(catalogue, exact_below: int) ->
     ids, vectors = catalogue
     index = ItemIndex(16, exact_below=exact_below)
     index.upsert(ids, vectors)
+    index.wait_built()
     top = [i for i, _ in index.search(vectors[0], 10)]
     got = [i for i, _ in index.search(vectors[0], 10, exclude=set(top[:5]) | {"unknown"})]
     assert len(got) == 10 and not set(got) & set(top[:5])
@@ -67,6 +74,7 @@ def test_large_k_beyond_ef_is_exact(catalogue) -> None:
     ids, vectors = catalogue
     index = ItemIndex(16, exact_below=100, ef=32)
     index.upsert(ids, vectors)
+    index.wait_built()
     got = index.search(vectors[7], 1000)
     assert [i for i, _ in got] == [ids[i] for i in _truth(vectors, vectors[7], 1000)]
 
@@ -88,7 +96,8 @@ def test_removed_items_are_never_returned_until_upserted_again(catalogue, exact_
     top = [i for i, _ in index.search(vectors[0], 10)]
     index.remove(top[:4] + ["unknown"])
     index.remove(top[:1])  # twice: no effect
-    index.upsert(ids[2000:], vectors[2000:])  # may build the graph after the removals
+    index.upsert(ids[2000:], vectors[2000:])  # the graph may be built during the removals
+    index.wait_built()
     assert len(index) == 2996 and top[0] not in index and index.vector(top[0]) is None
     for k, exclude in ((10, set()), (10, set(top[4:6])), (2000, set())):
         got = [i for i, _ in index.search(vectors[0], k, exclude)]
@@ -98,3 +107,38 @@ def test_removed_items_are_never_returned_until_upserted_again(catalogue, exact_
 
     index.upsert(top[:1], vectors[ids.index(top[0])][None])
     assert top[0] in index and index.search(vectors[0], 1)[0][0] == top[0]
+
+
+def test_searches_and_upserts_never_wait_for_the_graph_build(catalogue, monkeypatch) -> None:
+    """The build's first pass is held until the test lets it go: meanwhile searches answer
+    (exactly) and upserts and removals go on; the swapped-in graph holds all of them."""
+    ids, vectors = catalogue
+    started, release = threading.Event(), threading.Event()
+
+    class HeldIndex(hnswlib.Index):
+        first = True
+
+        def add_items(self, *args, **kwargs):
+            if HeldIndex.first:
+                HeldIndex.first = False
+                started.set()
+                assert release.wait(10)
+            return super().add_items(*args, **kwargs)
+
+    monkeypatch.setattr(index_module.hnswlib, "Index", HeldIndex)
+    index = ItemIndex(16, exact_below=1000)
+    index.upsert(ids[:1500], vectors[:1500])
+    assert started.wait(10)
+    index.upsert(ids[1500:], vectors[1500:])  # during the build
+    index.upsert(["i3"], -vectors[3][None])
+    index.remove(["i0"])
+    assert not index.approximate
+    exact = [i for i, _ in index.search(vectors[0], 10)]
+    assert exact == [ids[i] for i in _truth(vectors, vectors[0], 11) if i != 0][:10]
+    release.set()
+    index.wait_built(10)
+    assert index.approximate and len(index) == 2999
+    for n in (0, 1600, 2999):
+        got = [i for i, _ in index.search(vectors[n], 5)]
+        assert got[0] == (ids[n] if n else ids[_truth(vectors, vectors[0], 2)[1]])
+    assert index.search(-vectors[3], 1)[0][0] == "i3"
