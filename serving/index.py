@@ -19,9 +19,11 @@ graph build holds it only to copy the matrix and to swap the graph in.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Collection, Sequence
+from pathlib import Path
 
 import hnswlib
 import numpy as np
@@ -100,6 +102,39 @@ class ItemIndex:
                 # not a daemon: at exit the interpreter waits for a build instead of killing it in hnswlib
                 self._build = threading.Thread(target=self._build_hnsw, name="hnsw-build")
                 self._build.start()
+
+    def save(self, folder: Path) -> None:
+        """Write the rows and the graph to ``folder`` (created; it must not exist): ``ids.json``,
+        ``removed.json``, ``matrix.npy`` ``[n, dim]`` and, with a graph, ``graph.hnsw``."""
+        folder.mkdir(parents=True)
+        with self._lock:
+            n = len(self._ids)
+            (folder / "ids.json").write_text(json.dumps(self._ids))
+            (folder / "removed.json").write_text(json.dumps(sorted(self._removed)))
+            np.save(folder / "matrix.npy", self._matrix[:n])
+            if self._hnsw is not None:
+                self._hnsw.save_index(str(folder / "graph.hnsw"))
+
+    @classmethod
+    def load(cls, folder: Path, dim: int, **options) -> ItemIndex:
+        """An index as :meth:`save` wrote it (``options``: the constructor's); its graph is read,
+        not built again."""
+        index = cls(dim, **options)
+        ids = json.loads((folder / "ids.json").read_text())
+        matrix = np.load(folder / "matrix.npy")
+        if matrix.shape != (len(ids), dim):
+            raise ValueError(f"{folder}: matrix {matrix.shape} does not match {len(ids)} ids of width {dim}")
+        index._ids = ids
+        index._rows = {item_id: row for row, item_id in enumerate(ids)}
+        index._removed = set(json.loads((folder / "removed.json").read_text()))
+        index._matrix = np.zeros((max(1024, 2 * len(ids)), dim), dtype=np.float32)
+        index._matrix[: len(ids)] = matrix
+        if (folder / "graph.hnsw").exists():
+            graph = hnswlib.Index(space="ip", dim=dim)
+            graph.load_index(str(folder / "graph.hnsw"), max_elements=2 * len(ids))
+            graph.set_ef(index.ef)  # the file keeps the removed rows' deletion marks
+            index._hnsw = graph
+        return index
 
     def wait_built(self, timeout: float | None = None) -> None:
         """Return once no graph build is under way (at once when none is)."""

@@ -20,7 +20,8 @@ from collections.abc import Callable
 
 import redis
 
-from serving.versions import VersionHolder, read_vectors
+from serving.index_store import stream_end
+from serving.versions import VersionHolder, refresh
 from shared.config import Settings
 from shared.redis_keys import RedisKeys
 
@@ -46,7 +47,7 @@ class UpdateTailer:
         self._holder = holder
         self._on_items = on_items
         self._stop = threading.Event()
-        self.last_id = self._stream_end()
+        self.last_id = stream_end(client, self._keys)
         self.applied = 0
         self._thread = threading.Thread(target=self._run, name="item-updates", daemon=True)
 
@@ -56,11 +57,6 @@ class UpdateTailer:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=BLOCK_MS / 1000 + 5)
-
-    def _stream_end(self) -> str:
-        """The id of the stream's newest entry ("0-0" when the stream does not exist yet)."""
-        newest = self._redis.xrevrange(self._keys.item_updates(), count=1)
-        return newest[0][0].decode() if newest else "0-0"
 
     def _run(self) -> None:
         key = self._keys.item_updates()
@@ -92,11 +88,5 @@ class UpdateTailer:
             item_ids = list(dict.fromkeys(named))
             self._on_items(item_ids)
             with self._holder.pin_live(version_id) as version:
-                if version is None:
-                    continue
-                with version.write_lock:
-                    raw = self._redis.hmget(self._keys.vectors(version_id), item_ids)
-                    good, vectors = read_vectors(raw, version.output_dim)
-                    version.index.upsert([item_ids[i] for i in good], vectors)
-                    version.index.remove([i for i, blob in zip(item_ids, raw, strict=True) if blob is None])
-                self.applied += len(good)
+                if version is not None:
+                    self.applied += refresh(self._redis, self._keys, version, item_ids)

@@ -33,6 +33,7 @@ from contextlib import contextmanager
 import numpy as np
 import redis
 
+from serving import index_store
 from serving.index import ItemIndex
 from shared.config import Settings
 from shared.model_versions import ModelRegistry
@@ -159,6 +160,17 @@ class VersionHolder:
         log.info("retired model version %s", version.version)
 
 
+def refresh(client: redis.Redis, keys: RedisKeys, version: ServingVersion, item_ids: list[str]) -> int:
+    """Bring ``item_ids`` in ``version``'s index in line with its vectors in Redis: upsert the
+    ones there, remove the ones without a vector (removed items). Returns how many were upserted."""
+    with version.write_lock:
+        raw = client.hmget(keys.vectors(version.version), item_ids)
+        good, vectors = read_vectors(raw, version.output_dim)
+        version.index.upsert([item_ids[i] for i in good], vectors)
+        version.index.remove([i for i, blob in zip(item_ids, raw, strict=True) if blob is None])
+    return len(good)
+
+
 def read_vectors(raw: list[bytes | None], dim: int) -> tuple[list[int], np.ndarray]:
     """Positions of the well-formed float32 ``[dim]`` blobs in ``raw`` and their ``[n, dim]`` matrix."""
     size = 4 * dim
@@ -233,30 +245,34 @@ class VersionManager:
         log.info("serving model version %s (%d items)", version.version, len(version.index))
 
     def load(self, version_id: str) -> ServingVersion:
-        """Towers + index + warm-up for ``version_id``; live for item updates while it loads."""
+        """Towers + index + warm-up for ``version_id``; live for item updates while it loads.
+        The index comes from the version's snapshot when there is one (:mod:`serving.index_store`),
+        else from every vector in Redis, and is then saved as the snapshot."""
         started = time.perf_counter()
         towers = self._registry.load_version(version_id)
-        index = ItemIndex(
-            towers.info.output_dim,
-            exact_below=self._settings.serving_exact_below,
-            ef=self._settings.serving_hnsw_ef,
-            m=self._settings.serving_hnsw_m,
-        )
-        version = ServingVersion(towers, index)
+        folder, dim = towers.info.path, towers.info.output_dim
+        options = {"exact_below": self._settings.serving_exact_below, "ef": self._settings.serving_hnsw_ef,
+                   "m": self._settings.serving_hnsw_m}
+        since = index_store.stream_end(self._redis, self._keys)  # before anything is read
+        restored = index_store.restore(self._redis, self._keys, folder, dim, **options)
+        version = ServingVersion(towers, restored[0] if restored else ItemIndex(dim, **options))
         self._holder.add_loading(version)
         try:
-            self._fill(version)
-            version.index.wait_built()  # swapped in with its graph, never searching exactly
+            if restored:
+                named = index_store.named_since(self._redis, self._keys, restored[1])
+                for start in range(0, len(named), SCAN_BATCH):
+                    refresh(self._redis, self._keys, version, named[start : start + SCAN_BATCH])
+            else:
+                self._fill(version)
+                version.index.wait_built()  # swapped in with its graph, never searching exactly
+                if version.index.approximate:
+                    index_store.save(version.index, folder, since)
             self._warm(version)
         except BaseException:
             self._holder.drop_loading(version)
             raise
-        log.info(
-            "loaded model version %s: %d items in %.1f s",
-            version_id,
-            len(index),
-            time.perf_counter() - started,
-        )
+        log.info("loaded model version %s: %d items in %.1f s (%s)", version_id, len(version.index),
+                 time.perf_counter() - started, "from its index snapshot" if restored else "built")
         return version
 
     def _fill(self, version: ServingVersion) -> None:

@@ -142,3 +142,18 @@ def test_searches_and_upserts_never_wait_for_the_graph_build(catalogue, monkeypa
         got = [i for i, _ in index.search(vectors[n], 5)]
         assert got[0] == (ids[n] if n else ids[_truth(vectors, vectors[0], 2)[1]])
     assert index.search(-vectors[3], 1)[0][0] == "i3"
+
+
+def test_save_and_load_keep_rows_removals_and_the_graph(catalogue, tmp_path) -> None:
+    ids, vectors = catalogue
+    index = ItemIndex(16, exact_below=100, ef=200)
+    index.upsert(ids, vectors)
+    index.wait_built()
+    index.remove(["i1", "i2"])
+    index.save(tmp_path / "saved")
+    loaded = ItemIndex.load(tmp_path / "saved", 16, exact_below=100, ef=200)
+    assert loaded.approximate and len(loaded) == 2998 and "i1" not in loaded
+    for n in (0, 5, 2999):
+        assert loaded.search(vectors[n], 10) == index.search(vectors[n], 10)
+    loaded.upsert(["i1", "new"], vectors[[1, 7]])
+    assert "i1" in loaded and {i for i, _ in loaded.search(vectors[7], 2)} == {"i7", "new"}
