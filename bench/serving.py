@@ -3,8 +3,8 @@
 ``python -m bench.serving`` (loopback only, about 3 minutes) uses the configured Redis under a
 fresh key prefix that is deleted afterwards:
 
-1. fills Redis with a catalogue of random L2-normalised item vectors ``[output_dim]`` and
-   content embeddings ``[content_dim]``, user histories, and a model version whose user tower is
+1. fills Redis with a catalogue of random L2-normalised item vectors ``[output_dim]``, user
+   histories and content embeddings ``[content_dim]`` of the items in them, and a model version whose user tower is
    the real LEARN tower (``shared.model.towers.LearnModel``, untrained) exported to ONNX;
 2. measures the *floor*: the same request path in this process without HTTP (history fetch,
    content embeddings, user tower, index search), one request at a time; loading the version
@@ -71,20 +71,23 @@ def fill(settings: Settings, args: argparse.Namespace) -> str:
     export_version(torch_model, settings.model_dir / version, {"encoder": "bench-random"},
                    [f"item-{n}" for n in range(args.items)])
     rng = np.random.default_rng(0)
+    histories = [rng.integers(0, args.items, int(rng.integers(5, 51))) for _ in range(args.users)]
+    pipe = client.pipeline(transaction=False)
+    for user, history in enumerate(histories):
+        pipe.rpush(keys.history(f"user-{user}"), *(f"item-{i}" for i in history))
+    pipe.execute()
+    seen = np.unique(np.concatenate(histories))  # the request path reads content of these only
+    for start in range(0, len(seen), FILL_BATCH):
+        rows = seen[start : start + FILL_BATCH]
+        content = _unit(rng.standard_normal((len(rows), args.content_dim)))
+        pipe = client.pipeline(transaction=False)
+        for item, row in zip(rows, content, strict=True):
+            pipe.hset(keys.item(f"item-{item}"), mapping={"title": f"item-{item}", "content": row.tobytes()})
+        pipe.execute()
     for start in range(0, args.items, FILL_BATCH):
         ids = [f"item-{n}" for n in range(start, min(start + FILL_BATCH, args.items))]
-        content = _unit(rng.standard_normal((len(ids), args.content_dim)))
         vectors = _unit(rng.standard_normal((len(ids), args.output_dim)))
-        pipe = client.pipeline(transaction=False)
-        for item_id, row in zip(ids, content, strict=True):
-            pipe.hset(keys.item(item_id), mapping={"title": item_id, "content": row.tobytes()})
-        pipe.hset(keys.vectors(version), mapping={i: v.tobytes() for i, v in zip(ids, vectors, strict=True)})
-        pipe.execute()
-    pipe = client.pipeline(transaction=False)
-    for user in range(args.users):
-        length = int(rng.integers(5, 51))
-        pipe.rpush(keys.history(f"user-{user}"), *(f"item-{i}" for i in rng.integers(0, args.items, length)))
-    pipe.execute()
+        client.hset(keys.vectors(version), mapping={i: v.tobytes() for i, v in zip(ids, vectors, strict=True)})
     ModelRegistry.from_settings(settings, client).register(settings.model_dir / version)
     client.set(keys.model_current(), version)
     client.close()

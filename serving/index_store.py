@@ -70,8 +70,10 @@ def restore(client: redis.Redis, keys: RedisKeys, version_folder: Path, dim: int
     saved = (folder / "stream_id").read_text().strip()
     try:
         info = client.xinfo_stream(keys.item_updates())
-    except redis.ResponseError:  # no stream: a wiped Redis, being rebuilt
-        return None
+    except redis.ResponseError:  # no stream
+        if saved != "0-0":  # it had entries at the snapshot: lost with a wiped Redis
+            return None
+        info = {}  # never written: nothing to catch up on
     # Trimming drops the oldest entries: every entry after ``saved`` is still there when the
     # stream was never trimmed, or when its oldest entry is not newer than ``saved``.
     first = info.get("first-entry")

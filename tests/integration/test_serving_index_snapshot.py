@@ -82,3 +82,15 @@ def test_a_snapshot_older_than_the_trimmed_stream_is_not_used(settings, redis_cl
     assert index_store.restore(redis_client, keys, folder, DIM) is None
     rebuilt = VersionManager(settings, redis_client, VersionHolder()).load(VERSION)
     assert len(rebuilt.index) == 105
+
+
+def test_without_any_item_update_the_snapshot_is_used(settings, redis_client) -> None:
+    settings = settings.model_copy(update={"serving_exact_below": 50})
+    keys = RedisKeys.from_settings(settings)
+    ids, vectors = _items(0, 100, np.random.default_rng(3))
+    put_items(redis_client, keys, ids, vectors, {VERSION: vectors}, notify=False)
+    ModelRegistry.from_settings(settings, redis_client).register(
+        export_tiny_version(settings.model_dir, VERSION, np.eye(DIM, dtype=np.float32)))
+    VersionManager(settings, redis_client, VersionHolder()).load(VERSION)
+    restored = index_store.restore(redis_client, keys, settings.model_dir / VERSION, DIM)
+    assert restored is not None and restored[1] == "0-0" and len(restored[0]) == 100
