@@ -70,6 +70,12 @@ def make_producer(settings: Settings, **overrides: object) -> KafkaProducer:
     return KafkaProducer(**options)
 
 
+# kafka-python 2.3 asks for up to 50 MiB per fetch but refuses a response over 1 MB
+# (InvalidReceiveError, then a reconnect) on every first fetch of a backlog: every consumer that
+# reads a backlog takes both limits, the receive limit above the fetch limit with room for framing.
+FETCH_LIMITS = {"fetch_max_bytes": 16 * 1024 * 1024, "receive_message_max_bytes": 17 * 1024 * 1024}
+
+
 def make_consumer(
     settings: Settings,
     group_id: str,
@@ -88,6 +94,7 @@ def make_consumer(
         "auto_offset_reset": "earliest",
         "max_poll_records": 500,
         "max_poll_interval_ms": 300_000,
+        **FETCH_LIMITS,
         "session_timeout_ms": settings.kafka_session_timeout_ms,
         "heartbeat_interval_ms": settings.kafka_session_timeout_ms // 3,
         "client_id": f"learnrec-{group_id}",

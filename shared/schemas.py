@@ -145,6 +145,10 @@ def _decode(model: type[_Event], raw: bytes | None) -> _Event:
         raise EventError("empty message (null value)")
     if len(raw) > MAX_EVENT_BYTES:
         raise EventError(f"event is {len(raw)} bytes, more than the limit of {MAX_EVENT_BYTES}")
+    try:  # the fast path: pydantic's own JSON parser accepts nothing json.loads refuses
+        return model.model_validate_json(raw)
+    except ValidationError:
+        pass  # the path below decides (it also reads a few inputs that parser refuses) and says why
     try:
         payload = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:

@@ -1,6 +1,7 @@
 """History updater worker (``learnrec stream history``): interactions -> user histories.
 
-One Lua script per polled batch (one round trip, atomic per batch). For every interaction:
+One Lua script per polled batch (one round trip, atomic per batch; the batch travels as one JSON
+argument, so the client encodes one value, not nine per event). For every interaction:
 
 - the partition's *applied watermark* (``{p}:history-applied``, field ``{topic}:{partition}``,
   the highest offset applied): a record at or below it was applied already (a re-delivery after
@@ -8,9 +9,10 @@ One Lua script per polled batch (one round trip, atomic per batch). For every in
 - the user's recent event ids (``{p}:history-events:{user_id}``, as long as the history): an
   ``event_id`` among them is a producer's duplicate (a retry that wrote the event twice) and
   stops here;
-- else ``RPUSH`` the item id on ``{p}:history:{user_id}`` and ``LTRIM`` it to the last
-  ``history_length`` items, and ``ZINCRBY`` the item in the popularity bucket of the event's
-  time (see :mod:`shared.popularity`).
+- else append the item id to ``{p}:history:{user_id}``, kept to the last ``history_length``
+  items, and count the item once more in the popularity bucket of the event's time (see
+  :mod:`shared.popularity`). The writes are per batch: one ``RPUSH`` per list of a user, one
+  ``ZADD`` of summed counts per bucket (``ZMSCORE`` first), one ``ZADD GT`` of the users' times.
 
 Bounded state: both per-user keys expire ``history_ttl_s`` after the user's last event, and at
 most ``history_max_users`` users are kept (``{p}:history-users``, a zset by last event time:
@@ -25,6 +27,7 @@ stored as is, the item may arrive later.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 
@@ -44,60 +47,85 @@ INTERACTIONS = Counter("learnrec_interactions_total", "Interactions handled by t
 # A producer's retry lands among the user's next few events: the ids kept to recognise it.
 RECENT_EVENT_IDS = 16
 
-# KEYS: the watermarks hash, the users zset, the popularity clock, the epoch, then per event
-# (history, recent event ids, popularity bucket). ARGV: history length, recent ids kept, history
-# ttl, max users, popularity ttl, the batch's newest bucket, the history and event-ids key
-# prefixes, the epoch the batch was read under ('' = unchecked), then per event (watermark
-# field, offset, item id, event id, time, user id). Returns {applied, redelivered, duplicate},
-# or an error when the epoch changed (a wiped Redis: the batch must be replayed in order).
-# ZADD GT moves the clock and a user's last-event time forward only.
+# KEYS: the watermarks hash, the users zset, the popularity clock, the epoch, then the batch's
+# popularity buckets. ARGV: history length, recent ids kept, history ttl, max users, popularity
+# ttl, the batch's newest bucket, the history and event-ids key prefixes, the epoch the batch was
+# read under ('' = unchecked), then the batch as JSON: [watermark fields, events], an event being
+# [field index, offset, bucket index, time, user id, item id, event id] (indexes from 1). Returns
+# {applied, redelivered, duplicate}, or an error when the epoch changed (a wiped Redis: the batch
+# must be replayed in order). A user's applied events are pushed in one RPUSH per list, the
+# batch's popularity counts added once per item; ZADD GT moves the clock and a user's last-event
+# time forward only.
 _APPLY_BATCH = """
 local length, recent, ttl, max_users = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local pop_ttl, newest, history_prefix, events_prefix = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 if ARGV[9] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[9] then
   return redis.error_reply('the redis epoch changed: replay first')
 end
+local batch = cjson.decode(ARGV[10])
+local fields = batch[1]
 local applied, redelivered, duplicate = 0, 0, 0
-local marks, touched, buckets = {}, {}, {}
-for i = 1, (#KEYS - 4) / 3 do
-  local k, a = 4 + (i - 1) * 3, 9 + (i - 1) * 6
-  local field, offset = ARGV[a + 1], tonumber(ARGV[a + 2])
-  local item, event_id, time, user = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
-  if marks[field] == nil then
-    marks[field] = tonumber(redis.call('HGET', KEYS[1], field) or '-1')
-  end
-  if offset <= marks[field] then
+local marks, moved, users, order, counts = {}, {}, {}, {}, {}
+for _, e in ipairs(batch[2]) do
+  local f, offset, user, event_id = e[1], e[2], e[5], e[7]
+  local mark = marks[f] or tonumber(redis.call('HGET', KEYS[1], fields[f]) or '-1')
+  if offset <= mark then
+    marks[f] = mark
     redelivered = redelivered + 1
   else
-    marks[field] = offset
-    if redis.call('LPOS', KEYS[k + 2], event_id) then
+    marks[f], moved[f] = offset, true
+    local u = users[user]
+    if u == nil then
+      u = {key = events_prefix .. user, seen = {}, items = {}, ids = {}}
+      users[user], order[#order + 1] = u, user
+    end
+    if u.seen[event_id] or redis.call('LPOS', u.key, event_id) then
       duplicate = duplicate + 1
     else
-      redis.call('RPUSH', KEYS[k + 1], item)
-      redis.call('RPUSH', KEYS[k + 2], event_id)
-      redis.call('ZINCRBY', KEYS[k + 3], 1, item)
-      local last = touched[user]
-      if last == nil or tonumber(time) > tonumber(last[2]) then
-        touched[user] = {k, time}
-      end
-      buckets[KEYS[k + 3]] = true
+      u.seen[event_id] = true
+      if #u.ids == 0 or e[4] > u.time then u.time = e[4] end
+      u.items[#u.items + 1], u.ids[#u.ids + 1] = e[6], event_id
+      local c = counts[e[3]] or {}
+      counts[e[3]], c[e[6]] = c, (c[e[6]] or 0) + 1
       applied = applied + 1
     end
   end
 end
-for field, offset in pairs(marks) do
-  redis.call('HSET', KEYS[1], field, offset)
+for f in pairs(moved) do
+  redis.call('HSET', KEYS[1], fields[f], marks[f])
 end
-for user, last in pairs(touched) do  -- once per user and bucket, not per event
-  local k = last[1]
-  redis.call('LTRIM', KEYS[k + 1], -length, -1)
-  redis.call('LTRIM', KEYS[k + 2], -recent, -1)
-  redis.call('EXPIRE', KEYS[k + 1], ttl)
-  redis.call('EXPIRE', KEYS[k + 2], ttl)
-  redis.call('ZADD', KEYS[2], 'GT', last[2], user)
+local function push(key, values, keep)  -- RPUSH in slices (unpack's limit), LTRIM when longer
+  local n = 0
+  for i = 1, #values, 1000 do
+    n = redis.call('RPUSH', key, unpack(values, i, math.min(i + 999, #values)))
+  end
+  if n > keep then redis.call('LTRIM', key, -keep, -1) end
+  redis.call('EXPIRE', key, ttl)
 end
-for bucket in pairs(buckets) do
-  redis.call('EXPIRE', bucket, pop_ttl)
+local last = {}
+for _, user in ipairs(order) do
+  local u = users[user]
+  if #u.items > 0 then
+    push(history_prefix .. user, u.items, length)
+    push(u.key, u.ids, recent)
+    last[#last + 1], last[#last + 2] = u.time, user
+  end
+end
+for i = 1, #last, 1000 do
+  redis.call('ZADD', KEYS[2], 'GT', unpack(last, i, math.min(i + 999, #last)))
+end
+for b, c in pairs(counts) do  -- a ZINCRBY per item, as one ZMSCORE and one ZADD per 500 items
+  local key, items = KEYS[4 + b], {}
+  for item in pairs(c) do items[#items + 1] = item end
+  for i = 1, #items, 500 do
+    local slice = {unpack(items, i, math.min(i + 499, #items))}
+    local scores, sums = redis.call('ZMSCORE', key, unpack(slice)), {}
+    for j, item in ipairs(slice) do
+      sums[2 * j - 1], sums[2 * j] = (tonumber(scores[j]) or 0) + c[item], item
+    end
+    redis.call('ZADD', key, unpack(sums))
+  end
+  redis.call('EXPIRE', key, pop_ttl)
 end
 local excess = redis.call('ZCARD', KEYS[2]) - max_users
 if excess > 0 then
@@ -131,20 +159,22 @@ class HistoryHandler:
         self._apply = client.register_script(_APPLY_BATCH)
 
     def __call__(self, batch: Sequence[Accepted[InteractionEvent]]) -> BatchResult:
-        keys = [self.keys.history_applied(), self.keys.history_users(), self.keys.popular_clock(), self.keys.epoch()]
-        args: list = [self.history_length, RECENT_EVENT_IDS, self.history_ttl_s, self.max_users,
-                      self.popularity_ttl_s, 0, self.keys.history(""), self.keys.history_events(""),
-                      self._epoch() or ""]
-        newest = 0
+        fields: dict[tuple[str, int], int] = {}  # (topic, partition) -> index from 1
+        buckets: dict[int, int] = {}  # popularity bucket -> index from 1
+        rows = []
         for accepted in batch:  # one user's events share a partition: list order is log order
             event, record = accepted.event, accepted.record
-            bucket = bucket_of(event.timestamp, self.bucket_s)
-            newest = max(newest, bucket)
-            keys += [self.keys.history(event.user_id), self.keys.history_events(event.user_id),
-                     self.keys.popular(bucket)]
-            args += [f"{record.topic}:{record.partition}", record.offset, event.item_id, event.event_id,
-                     event.timestamp, event.user_id]
-        args[5] = newest
+            field = fields.setdefault((record.topic, record.partition), len(fields) + 1)
+            bucket = buckets.setdefault(bucket_of(event.timestamp, self.bucket_s), len(buckets) + 1)
+            rows.append((field, record.offset, bucket, event.timestamp, event.user_id, event.item_id,
+                         event.event_id))
+        keys = [self.keys.history_applied(), self.keys.history_users(), self.keys.popular_clock(),
+                self.keys.epoch(), *(self.keys.popular(b) for b in buckets)]
+        payload = json.dumps([[f"{topic}:{partition}" for topic, partition in fields], rows],
+                             ensure_ascii=False, separators=(",", ":"))
+        args = [self.history_length, RECENT_EVENT_IDS, self.history_ttl_s, self.max_users,
+                self.popularity_ttl_s, max(buckets, default=0), self.keys.history(""),
+                self.keys.history_events(""), self._epoch() or "", payload]
         applied, redelivered, duplicate = (int(n) for n in self._apply(keys=keys, args=args))
         INTERACTIONS.labels("applied").inc(applied)
         INTERACTIONS.labels("redelivered").inc(redelivered)

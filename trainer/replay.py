@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from shared.config import Settings
-from shared.kafka_io import ensure_topics, kafka_security, make_producer
+from shared.kafka_io import FETCH_LIMITS, ensure_topics, kafka_security, make_producer
 from shared.schemas import InteractionEvent, decode_interaction_event
 from shared.topics import INTERACTIONS, topic_name
 from trainer.content import ContentTable
@@ -64,7 +64,8 @@ def _consume(settings: Settings, topic: str, total: int, on_batch, batch_size: i
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
-                             enable_auto_commit=False, client_id="learnrec-replay", **kafka_security(settings))
+                             enable_auto_commit=False, client_id="learnrec-replay", **FETCH_LIMITS,
+                             **kafka_security(settings))
     tp = TopicPartition(topic, 0)
     consumer.assign([tp])
     consumer.seek_to_beginning(tp)

@@ -5,14 +5,16 @@ duplicates), and bounded state (a TTL and a cap on users), with O(partitions + u
 from __future__ import annotations
 
 import time
-from collections import namedtuple
+from collections import Counter, namedtuple
 
 import pytest
+from prometheus_client import REGISTRY
 
+from shared.popularity import bucket_of
 from shared.redis_keys import RedisKeys
 from shared.schemas import InteractionEvent
 from shared.worker import Accepted
-from stream.history_updater import HistoryHandler
+from stream.history_updater import RECENT_EVENT_IDS, HistoryHandler
 
 pytestmark = pytest.mark.integration
 
@@ -84,3 +86,30 @@ def test_redis_key_count_stays_flat_under_a_steady_stream_of_new_users(settings,
         counts.append(sum(1 for _ in redis_client.scan_iter(match=keys.pattern_all(), count=1000)))
     assert redis_client.zcard(keys.history_users()) == 40
     assert counts[0] < counts[1] and len(set(counts[1:])) == 1, counts  # flat once the cap is reached
+
+
+def test_one_large_batch_has_the_effects_of_its_events_one_at_a_time(settings, redis_client):
+    """Past the script's slices (1,000 pushed values, 500 users' times, 500 counted items): a hot
+    user's 1,200 events, 700 other users, 800 items, one counted before, and a producer's
+    duplicate inside the batch. Times keep their every bit through the JSON argument."""
+    keys = RedisKeys.from_settings(settings)
+    handler = HistoryHandler(redis_client, keys, settings)
+    bucket_s = settings.popularity_bucket_s
+    now = bucket_of(time.time(), bucket_s) * bucket_s + bucket_s / 2 + 0.123456789
+    handler(_batch([InteractionEvent(event_id="before", user_id="old", item_id="i0", timestamp=now)]))
+    hot = [InteractionEvent(event_id=f"h{n}", user_id="hot", item_id=f"i{n % 800}", timestamp=now + n / 10)
+           for n in range(1200)]
+    others = [InteractionEvent(event_id=f"o{n}", user_id=f"u{n}", item_id=f"i{n}", timestamp=now - n / 7)
+              for n in range(700)]
+    duplicates = REGISTRY.get_sample_value("learnrec_interactions_total", {"outcome": "duplicate"}) or 0
+    handler(_batch(hot + others + [hot[5]], first_offset=1))
+    assert REGISTRY.get_sample_value("learnrec_interactions_total", {"outcome": "duplicate"}) == duplicates + 1
+    assert _history(redis_client, keys, "hot") == [e.item_id for e in hot][-settings.history_length:]
+    assert [i.decode() for i in redis_client.lrange(keys.history_events("hot"), 0, -1)] == \
+        [e.event_id for e in hot][-RECENT_EVENT_IDS:]
+    expected = Counter(e.item_id for e in hot + others) + Counter(["i0"])
+    counted = redis_client.zrange(keys.popular(bucket_of(now, bucket_s)), 0, -1, withscores=True)
+    assert {item.decode(): score for item, score in counted} == expected
+    times = dict(redis_client.zrange(keys.history_users(), 0, -1, withscores=True))
+    assert times == {b"old": now, b"hot": hot[-1].timestamp, **{e.user_id.encode(): e.timestamp for e in others}}
+    assert redis_client.hget(keys.history_applied(), "interactions:0") == b"1901"
