@@ -4,6 +4,7 @@
     python -m bench.quality --dataset amazon-scientific --split cold
     python -m bench.quality --dataset ml-100k
     python -m bench.quality --dataset ml-100k --models learn,learn-content,learn-id,learn-no-id-dropout --tag ablation
+    python -m bench.quality --models learn --encoder-runtime onnx-int8 --tag int8
 
 Trained models (each with the same :class:`~trainer.fit.FitConfig`: batch, learning-rate
 schedule, evaluation every ``eval_every`` steps, early stopping on validation NDCG@10, and at
@@ -15,8 +16,10 @@ ablations ``learn-content`` (content only, the paper's model), ``learn-id`` (ID 
 ``content`` (the paper's variant c: no item tower), and ``sasrec`` (item IDs). Untrained:
 ``popularity`` and ``content-mean``. Headline metrics mask the user's history items;
 ``unmasked`` holds the same without masking. Every trained entry records its budget, steps,
-best step and why it stopped. Writes ``bench/results/quality-<dataset>[-cold][-<tag>].json``
-and ``.md``.
+best step and why it stopped. ``--encoder-runtime`` computes the content embeddings with the
+torch encoder (the default) or ONNX Runtime fp32 / int8 (shared/model/onnx_encoder.py), each
+runtime with its own embedding cache (``<cache>/<runtime>`` for the ONNX ones). Writes
+``bench/results/quality-<dataset>[-cold][-<tag>].json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import torch
 
 from bench.tune import best_settings, learn_configs, sasrec_configs
 from shared.model.encoder import ContentEncoder, EmbeddingCache
+from shared.model.onnx_encoder import RUNTIME_VARIANTS, OnnxContentEncoder
 from trainer.baselines import content_mean_scorer, popularity_scorer, sasrec_scorer, train_sasrec
 from trainer.data import Split, data_path, load_dataset, make_split
 from trainer.evaluate import evaluate
@@ -70,7 +74,8 @@ def markdown(result: dict) -> str:
     lines = [
         f"# Quality: {result['dataset']} ({result['split']} split)",
         "",
-        f"Encoder: `{result['encoder']}`; full ranking over all {result['n_items']} items, "
+        f"Encoder: `{result['encoder']}` ({result['encoder_runtime']}); "
+        f"full ranking over all {result['n_items']} items, "
         f"history items masked; {result['n_test']} test users; {result['threads']} CPU threads; "
         f"every trained model at most {result['budget_minutes']} min (training and validation).",
         "",
@@ -106,6 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", type=Path, default=None, help="default ../shared/data/<dataset>")
     parser.add_argument("--split", choices=("loo", "cold"), default="loo")
     parser.add_argument("--encoder", default="minilm")
+    parser.add_argument("--encoder-runtime", choices=("torch", *RUNTIME_VARIANTS), default="torch",
+                        help="what computes the content embeddings (ONNX ones on --threads)")
     parser.add_argument("--minutes", type=float, default=15.0, help="wall-time budget of every trained model")
     parser.add_argument("--models", default="learn,sasrec,popularity,content-mean",
                         help="comma-separated: " + ", ".join([*LEARN_VARIANTS, "sasrec", "popularity", "content-mean"]))
@@ -122,8 +129,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     ds = load_dataset(args.data or data_path(args.dataset))
     split = make_split(ds, args.split, seed=args.seed)
-    encoder = ContentEncoder(args.encoder)
-    content = EmbeddingCache(args.cache).encode(encoder, ds.item_texts, progress=True)
+    if args.encoder_runtime == "torch":
+        encoder, cache = ContentEncoder(args.encoder), EmbeddingCache(args.cache)
+    else:  # the same model id: the runtime keys its own cache folder
+        encoder = OnnxContentEncoder(args.encoder, variant=RUNTIME_VARIANTS[args.encoder_runtime],
+                                     threads=args.threads)
+        cache = EmbeddingCache(args.cache / args.encoder_runtime)
+    content = cache.encode(encoder, ds.item_texts, progress=True)
     budget = {"max_minutes": args.minutes, "seed": args.seed}
     tuned = {m: best_settings(args.out, ds.name, m, args.split) if args.tuned else None for m in ("learn", "sasrec")}
     models: dict[str, dict] = {}
@@ -149,6 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
         "dataset": ds.name,
         "split": args.split,
         "encoder": encoder.model_id,
+        "encoder_runtime": args.encoder_runtime,
         "budget_minutes": args.minutes,
         "threads": args.threads,
         "n_items": ds.n_items,

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     # torch intra-op threads of the item encoder. One is the fast choice on small shared
     # machines: with two threads on two busy cores a one-item encode took 0.9 s instead of 20 ms.
     encoder_threads: int = Field(default=1, ge=1)
+    # The runtime of the item encoder: torch (the GPU path; fp32 on CPU) or ONNX Runtime on CPU,
+    # fp32 or dynamic int8, exported once into {cache_dir}/onnx-encoders (shared/model/
+    # onnx_encoder.py; MiniLM on 2 CPU threads: docs/MODEL.md). ONNX threads: encoder_threads.
+    encoder_runtime: Literal["torch", "onnx", "onnx-int8"] = "torch"
 
     # Model versions: before any trained version exists a bootstrap version serves. With
     # ``bootstrap_model`` empty it is the content embedding under a seeded random orthogonal

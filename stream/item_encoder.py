@@ -60,8 +60,20 @@ class TextEncoder(Protocol):
 
 
 def load_encoder(settings: Settings) -> TextEncoder:
-    """The frozen content encoder named by ``Settings.encoder`` (alias, HF name or path), on
-    ``Settings.encoder_threads`` torch threads (a process-wide setting)."""
+    """The frozen content encoder named by ``Settings.encoder`` (alias, HF name or path) in
+    ``Settings.encoder_runtime``: torch on ``Settings.encoder_threads`` torch threads (a
+    process-wide setting), or ONNX Runtime (fp32 or int8) on as many intra-op threads."""
+    if settings.encoder_runtime != "torch":
+        from shared.model.onnx_encoder import RUNTIME_VARIANTS, OnnxContentEncoder
+
+        return OnnxContentEncoder(
+            settings.encoder,
+            max_tokens=settings.encoder_max_tokens,
+            batch_size=settings.encoder_batch_size,
+            variant=RUNTIME_VARIANTS[settings.encoder_runtime],
+            threads=settings.encoder_threads,
+            cache_dir=settings.cache_dir / "onnx-encoders",
+        )
     import torch
 
     from shared.model.encoder import ContentEncoder

@@ -68,6 +68,14 @@ def _load(source: str):
     return tokenizer, model
 
 
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked mean over real tokens, L2-normalised: hidden [b, t, D], mask [b, t] -> float32
+    [b, D]."""
+    m = mask.unsqueeze(-1).float()
+    pooled = (hidden.float() * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+    return F.normalize(pooled, dim=-1)
+
+
 class ContentEncoder:
     """A frozen Hugging Face model in inference mode. ``encode(texts) -> [n, content_dim]``."""
 
@@ -104,19 +112,21 @@ class ContentEncoder:
         )
         return [ids or [self.tokenizer.pad_token_id] for ids in enc["input_ids"]]
 
-    @torch.inference_mode()
-    def _encode_batch(self, batch: list[list[int]]) -> torch.Tensor:
-        """Token id lists (similar lengths) -> [b, content_dim] float32, normalised."""
+    def _pad(self, batch: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token id lists -> right-padded ids and mask (1 real), int64 [b, width] each."""
         width = max(len(ids) for ids in batch)
         pad = self.tokenizer.pad_token_id
         ids = torch.tensor([x + [pad] * (width - len(x)) for x in batch], device=self.device)
         mask = torch.tensor(
             [[1] * len(x) + [0] * (width - len(x)) for x in batch], device=self.device
         )
-        hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
-        m = mask.unsqueeze(-1).float()
-        pooled = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
-        return F.normalize(pooled, dim=-1)
+        return ids, mask
+
+    @torch.inference_mode()
+    def _encode_batch(self, batch: list[list[int]]) -> torch.Tensor:
+        """Token id lists (similar lengths) -> [b, content_dim] float32, normalised."""
+        ids, mask = self._pad(batch)
+        return mean_pool(self.model(input_ids=ids, attention_mask=mask).last_hidden_state, mask)
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """``texts`` (n) -> float32 [n, content_dim], L2-normalised, in input order.
