@@ -3,6 +3,8 @@ FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY learnrec ./learnrec
+COPY cli ./cli
 COPY shared ./shared
 COPY stream ./stream
 COPY trainer ./trainer

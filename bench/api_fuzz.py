@@ -1,6 +1,6 @@
 """Fuzz the HTTP API from its OpenAPI schema (schemathesis) against a live server with a model.
 
-    learnrec services up   # a real Redis
+    python -m devtools.services up   # a real Redis
     python -m bench.api_fuzz --examples 200
 
 Sets up a catalogue under a fresh Redis prefix (items with categories and attributes, users
@@ -30,11 +30,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from shared.bootstrap_model import export_content_projected
-from shared.config import Settings, get_settings
-from shared.model_versions import ModelRegistry
-from shared.redis_client import make_redis
-from shared.redis_keys import RedisKeys
+from learnrec.shared.bootstrap_model import export_content_projected
+from learnrec.shared.config import Settings, get_settings
+from learnrec.shared.model_versions import ModelRegistry
+from learnrec.shared.redis_client import make_redis
+from learnrec.shared.redis_keys import RedisKeys
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONTENT_DIM = 16
@@ -70,7 +70,7 @@ class Server:
     """The real app on uvicorn in a thread."""
 
     def __init__(self, settings: Settings, port: int) -> None:
-        from serving.api import create_app
+        from learnrec.serving.api import create_app
 
         self.url = f"http://127.0.0.1:{port}"
         self.server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,

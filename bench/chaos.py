@@ -39,13 +39,13 @@ from pathlib import Path
 import httpx
 
 from bench.chaos_load import EventLoad, RequestLoad, dead_letters, fuzzed, history_tally, offsets
-from demo.processes import Component, free_port
-from shared.config import Settings, process_env
-from shared.kafka_io import ensure_topics, make_producer
-from shared.local_services import LocalServices
-from shared.redis_client import make_redis
-from shared.redis_keys import RedisKeys
-from shared.topics import (
+from devtools.local_services import LocalServices
+from learnrec.demo.processes import Component, free_port
+from learnrec.shared.config import Settings, process_env
+from learnrec.shared.kafka_io import ensure_topics, make_producer
+from learnrec.shared.redis_client import make_redis
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.topics import (
     GROUP_HISTORY_UPDATER,
     GROUP_ITEM_ENCODER,
     GROUP_TRAINER,
@@ -54,7 +54,7 @@ from shared.topics import (
     group_name,
     topic_name,
 )
-from trainer import checkpointing
+from learnrec.trainer import checkpointing
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CELLS = ("kill-history", "kill-items", "kill-trainer", "kill-serving", "join-leave", "broker-restart",

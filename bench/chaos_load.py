@@ -12,12 +12,12 @@ from collections import Counter
 import httpx
 from kafka import KafkaConsumer, TopicPartition
 
-from shared.config import Settings
-from shared.kafka_io import kafka_security, make_producer
-from shared.redis_client import make_redis
-from shared.redis_keys import RedisKeys
-from shared.schemas import InteractionEvent, ItemEvent
-from shared.topics import DEAD_LETTER, INTERACTIONS, ITEMS, topic_name
+from learnrec.shared.config import Settings
+from learnrec.shared.kafka_io import kafka_security, make_producer
+from learnrec.shared.redis_client import make_redis
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.schemas import InteractionEvent, ItemEvent
+from learnrec.shared.topics import DEAD_LETTER, INTERACTIONS, ITEMS, topic_name
 
 
 def fuzzed(rng: random.Random, n: int) -> list[tuple[str, bytes | None]]:

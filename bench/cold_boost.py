@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from bench.tune import best_settings, learn_configs
-from shared.model.encoder import ContentEncoder, EmbeddingCache
-from trainer.data import data_path, load_dataset, make_split
-from trainer.evaluate import evaluate
-from trainer.offline import learn_scorer, train_offline
+from learnrec.shared.model.encoder import ContentEncoder, EmbeddingCache
+from learnrec.trainer.data import data_path, load_dataset, make_split
+from learnrec.trainer.evaluate import evaluate
+from learnrec.trainer.offline import learn_scorer, train_offline
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

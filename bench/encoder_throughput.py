@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.model.encoder import ContentEncoder, resolve_encoder
-from shared.model.onnx_encoder import RUNTIME_VARIANTS, OnnxContentEncoder
-from trainer.data import data_path, load_dataset
+from learnrec.shared.model.encoder import ContentEncoder, resolve_encoder
+from learnrec.shared.model.onnx_encoder import RUNTIME_VARIANTS, OnnxContentEncoder
+from learnrec.trainer.data import data_path, load_dataset
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNTIMES = ("torch", *RUNTIME_VARIANTS)

@@ -25,15 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from bench.scratch import delete_scratch
-from shared.config import Settings
-from shared.kafka_io import ensure_topics, make_producer
-from shared.redis_client import make_redis
-from shared.redis_keys import RedisKeys
-from shared.schemas import InteractionEvent, ItemEvent
-from shared.topics import INTERACTIONS, ITEMS, topic_name
-from shared.worker import BatchWorker
-from stream.item_encoder import load_encoder
-from stream.workers import build_history_worker, build_item_worker
+from learnrec.shared.config import Settings
+from learnrec.shared.kafka_io import ensure_topics, make_producer
+from learnrec.shared.redis_client import make_redis
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.schemas import InteractionEvent, ItemEvent
+from learnrec.shared.topics import INTERACTIONS, ITEMS, topic_name
+from learnrec.shared.worker import BatchWorker
+from learnrec.stream.item_encoder import load_encoder
+from learnrec.stream.workers import build_history_worker, build_item_worker
 
 log = logging.getLogger("bench.freshness")
 

@@ -31,11 +31,11 @@ from pathlib import Path
 from kafka import KafkaAdminClient
 
 from bench.scratch import delete_scratch
-from shared.config import Settings
-from shared.kafka_io import ensure_topics, kafka_security, make_consumer, make_producer
-from shared.schemas import InteractionEvent, decode_interaction_event
-from shared.topics import GROUP_HISTORY_UPDATER, INTERACTIONS, group_name, topic_name
-from stream.workers import build_history_worker
+from learnrec.shared.config import Settings
+from learnrec.shared.kafka_io import ensure_topics, kafka_security, make_consumer, make_producer
+from learnrec.shared.schemas import InteractionEvent, decode_interaction_event
+from learnrec.shared.topics import GROUP_HISTORY_UPDATER, INTERACTIONS, group_name, topic_name
+from learnrec.stream.workers import build_history_worker
 
 log = logging.getLogger("bench.history_throughput")
 

@@ -6,7 +6,7 @@
     python -m bench.quality --dataset ml-100k --models learn,learn-content,learn-id,learn-no-id-dropout --tag ablation
     python -m bench.quality --models learn --encoder-runtime onnx-int8 --tag int8
 
-Trained models (each with the same :class:`~trainer.fit.FitConfig`: batch, learning-rate
+Trained models (each with the same :class:`~learnrec.trainer.fit.FitConfig`: batch, learning-rate
 schedule, evaluation every ``eval_every`` steps, early stopping on validation NDCG@10, and at
 most ``--minutes`` of wall time; LEARN and SASRec with the settings that won their own grid of
 the same size on this data set's validation split, ``bench.tune``, when it was run; on the cold
@@ -33,12 +33,17 @@ from pathlib import Path
 import torch
 
 from bench.tune import best_settings, learn_configs, sasrec_configs
-from shared.model.encoder import ContentEncoder, EmbeddingCache
-from shared.model.onnx_encoder import RUNTIME_VARIANTS, OnnxContentEncoder
-from trainer.baselines import content_mean_scorer, popularity_scorer, sasrec_scorer, train_sasrec
-from trainer.data import Split, data_path, load_dataset, make_split
-from trainer.evaluate import evaluate
-from trainer.offline import learn_scorer, train_offline
+from learnrec.shared.model.encoder import ContentEncoder, EmbeddingCache
+from learnrec.shared.model.onnx_encoder import RUNTIME_VARIANTS, OnnxContentEncoder
+from learnrec.trainer.baselines import (
+    content_mean_scorer,
+    popularity_scorer,
+    sasrec_scorer,
+    train_sasrec,
+)
+from learnrec.trainer.data import Split, data_path, load_dataset, make_split
+from learnrec.trainer.evaluate import evaluate
+from learnrec.trainer.offline import learn_scorer, train_offline
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GROUPS = ("overall", "warm", "cold", "longtail")

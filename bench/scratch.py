@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from kafka import KafkaAdminClient
 
-from shared.config import Settings
-from shared.kafka_io import kafka_security
-from shared.redis_client import make_redis
-from shared.redis_keys import RedisKeys
+from learnrec.shared.config import Settings
+from learnrec.shared.kafka_io import kafka_security
+from learnrec.shared.redis_client import make_redis
+from learnrec.shared.redis_keys import RedisKeys
 
 BATCH = 5_000
 

@@ -5,7 +5,7 @@ fresh key prefix that is deleted afterwards:
 
 1. fills Redis with a catalogue of random L2-normalised item vectors ``[output_dim]``, user
    histories and content embeddings ``[content_dim]`` of the items in them, and a model version whose user tower is
-   the real LEARN tower (``shared.model.towers.LearnModel``, untrained) exported to ONNX;
+   the real LEARN tower (``learnrec.shared.model.towers.LearnModel``, untrained) exported to ONNX;
 2. measures the *floor*: the same request path in this process without HTTP (history fetch,
    content embeddings, user tower, index search), one request at a time; loading the version
    here builds its index and saves it as the version's snapshot (``index_build_s``);
@@ -42,13 +42,13 @@ import httpx
 import numpy as np
 
 from bench.scratch import delete_scratch
-from serving.service import ServingService
-from shared.config import Settings, process_env
-from shared.model.onnx_export import export_version
-from shared.model.towers import LearnConfig, LearnModel
-from shared.model_versions import ModelRegistry
-from shared.redis_client import make_redis
-from shared.redis_keys import RedisKeys
+from learnrec.serving.service import ServingService
+from learnrec.shared.config import Settings, process_env
+from learnrec.shared.model.onnx_export import export_version
+from learnrec.shared.model.towers import LearnConfig, LearnModel
+from learnrec.shared.model_versions import ModelRegistry
+from learnrec.shared.redis_client import make_redis
+from learnrec.shared.redis_keys import RedisKeys
 
 RESULTS = Path(__file__).parent / "results" / "serving.json"
 RATES = (50, 100, 200, 400)
@@ -209,7 +209,7 @@ def start_server(settings: Settings, port: int, log_path: Path) -> subprocess.Po
     env = os.environ | process_env(settings)
     with log_path.open("wb") as log_file:
         return subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "learnrec.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
             env=env, stdout=log_file, stderr=subprocess.STDOUT,
         )
 

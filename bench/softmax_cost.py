@@ -7,7 +7,7 @@ for each catalogue size the step (forward, backward, AdamW) is timed with every 
 negative and with ``--negatives`` sampled ones, alternating, medians of ``--repeats``. The
 full softmax runs the item tower over the whole catalogue every step, so its cost grows with
 the catalogue; the sampled one does not. Writes ``bench/results/softmax-cost.json``; the
-threshold in :class:`trainer.offline.LearnTrainConfig` (``full_softmax_max_items``) is chosen
+threshold in :class:`learnrec.trainer.offline.LearnTrainConfig` (``full_softmax_max_items``) is chosen
 from it (docs/MODEL.md).
 """
 
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.model.towers import LearnModel
-from trainer.offline import ItemInputs, default_configs, next_item_loss
+from learnrec.shared.model.towers import LearnModel
+from learnrec.trainer.offline import ItemInputs, default_configs, next_item_loss
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.config import Settings
-from shared.schemas import InteractionEvent
-from trainer.content import ContentTable
-from trainer.online import OnlineTrainer, TrainConfig
+from learnrec.shared.config import Settings
+from learnrec.shared.schemas import InteractionEvent
+from learnrec.trainer.content import ContentTable
+from learnrec.trainer.online import OnlineTrainer, TrainConfig
 
 
 def synthetic_events(n: int, users: int, items: int, seed: int = 1) -> list[InteractionEvent]:

@@ -29,17 +29,17 @@ import numpy as np
 import torch
 
 from bench.scratch import delete_scratch
-from shared.config import Settings
-from shared.kafka_io import ensure_topics, make_producer
-from shared.model_versions import ModelRegistry
-from shared.redis_client import make_redis
-from shared.redis_keys import RedisKeys
-from shared.schemas import InteractionEvent
-from shared.topics import INTERACTIONS, topic_name
-from trainer.content import ContentTable
-from trainer.online import OnlineTrainer, TrainConfig
-from trainer.publish import publish_model
-from trainer.worker import run
+from learnrec.shared.config import Settings
+from learnrec.shared.kafka_io import ensure_topics, make_producer
+from learnrec.shared.model_versions import ModelRegistry
+from learnrec.shared.redis_client import make_redis
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.schemas import InteractionEvent
+from learnrec.shared.topics import INTERACTIONS, topic_name
+from learnrec.trainer.content import ContentTable
+from learnrec.trainer.online import OnlineTrainer, TrainConfig
+from learnrec.trainer.publish import publish_model
+from learnrec.trainer.worker import run
 
 log = logging.getLogger("bench.trainer_throughput")
 

@@ -4,11 +4,11 @@
     python -m bench.tune --dataset amazon-scientific --model learn --grid dropout=0.2,0.5 lr=0.001,0.003
     python -m bench.tune --dataset amazon-scientific --model learn --split cold --grid id_dropout=0.25,0.5
 
-Every configuration of the grid is trained with the same :class:`~trainer.fit.FitConfig`
+Every configuration of the grid is trained with the same :class:`~learnrec.trainer.fit.FitConfig`
 (``--minutes`` of wall time, early stopping on validation NDCG@10) and scored on the
 validation split only; the test split is never looked at. Keys are fields of the model's
 config (``LearnConfig`` / ``SASRecConfig``), of ``LearnTrainConfig`` or of ``FitConfig``.
-On the cold split, validation has its own cold items (:func:`trainer.data.cold_start`) and each
+On the cold split, validation has its own cold items (:func:`learnrec.trainer.data.cold_start`) and each
 record adds the best model's validation figures per group (``valid_groups``: warm and cold).
 Appends one record per configuration to ``bench/results/tuning-<dataset>-<model>[-cold].json``
 and prints it.
@@ -24,13 +24,13 @@ from pathlib import Path
 
 import torch
 
-from shared.model.encoder import ContentEncoder, EmbeddingCache
-from shared.model.towers import LearnConfig
-from trainer.baselines import SASREC_FIT, SASRecConfig, sasrec_scorer, train_sasrec
-from trainer.data import data_path, load_dataset, make_split
-from trainer.evaluate import evaluate
-from trainer.fit import FitConfig
-from trainer.offline import LearnTrainConfig, default_configs, learn_scorer, train_offline
+from learnrec.shared.model.encoder import ContentEncoder, EmbeddingCache
+from learnrec.shared.model.towers import LearnConfig
+from learnrec.trainer.baselines import SASREC_FIT, SASRecConfig, sasrec_scorer, train_sasrec
+from learnrec.trainer.data import data_path, load_dataset, make_split
+from learnrec.trainer.evaluate import evaluate
+from learnrec.trainer.fit import FitConfig
+from learnrec.trainer.offline import LearnTrainConfig, default_configs, learn_scorer, train_offline
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from shared.redis_keys import RedisKeys
-from shared.version_towers import LoadedVersion, VersionInfo
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.version_towers import LoadedVersion, VersionInfo
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 if TYPE_CHECKING:
-    from trainer.gate import GateDecision
+    from learnrec.trainer.gate import GateDecision
 
 METHODS = ("served", "frozen", "popularity")
 

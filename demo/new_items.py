@@ -8,7 +8,7 @@ each of its clicks up with what the answering version could know of it:
 - ``after_click``: how many of the item's clicks were published before that version served;
 - ``trained_clicks``: about how many of them it was trained on (from the trainer's consumer
   offsets when the version appeared, less the events held back for the publish gate: see
-  :meth:`~demo.metrics.DemoMetrics.live_trained`);
+  :meth:`~learnrec.demo.metrics.DemoMetrics.live_trained`);
 - ``id_row``: whether the version's ID table has a row for the item (the trainer gives one once
   ``id_min_count`` of its interactions are trained; before that the item is content only).
 """
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import redis
 
-from demo.metrics import DemoMetrics, NewItemClick, NewItemStory
-from demo.probes import ServingClient
-from serving.api import MAX_K
-from shared.redis_keys import RedisKeys
-from shared.schemas import InteractionEvent
+from learnrec.demo.metrics import DemoMetrics, NewItemClick, NewItemStory
+from learnrec.demo.probes import ServingClient
+from learnrec.serving.api import MAX_K
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.schemas import InteractionEvent
 
 
 class NewItemRanks:

@@ -6,7 +6,7 @@ and checks the clicked item against:
 
 - served: the API's answer (the version serving at that moment);
 - frozen: a copy of the version that served when the live stream began
-  (:class:`~demo.frozen.FrozenVersion`), over the catalogue known at that moment;
+  (:class:`~learnrec.demo.frozen.FrozenVersion`), over the catalogue known at that moment;
 - popularity: interaction counts so far.
 
 All three exclude the same history items, as the API's ``exclude_seen`` does. A user without a
@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 import redis
 
-from demo.frozen import FrozenQuery, FrozenVersion
-from demo.metrics import DemoMetrics, Scored
-from demo.probes import ServingClient
-from shared.redis_keys import RedisKeys
-from shared.schemas import InteractionEvent
+from learnrec.demo.frozen import FrozenQuery, FrozenVersion
+from learnrec.demo.metrics import DemoMetrics, Scored
+from learnrec.demo.probes import ServingClient
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.schemas import InteractionEvent
 
 K = 10
 

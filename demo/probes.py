@@ -11,13 +11,13 @@ import redis
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from demo.metrics import ColdStartExample, DemoMetrics, UserExample
 from learnrec.client import ClientError, Recommendations, RecommendationsClient
-from shared.config import Settings
-from shared.dead_letter import DeadLetter
-from shared.kafka_io import kafka_security
-from shared.redis_keys import RedisKeys
-from shared.topics import DEAD_LETTER, topic_name
+from learnrec.demo.metrics import ColdStartExample, DemoMetrics, UserExample
+from learnrec.shared.config import Settings
+from learnrec.shared.dead_letter import DeadLetter
+from learnrec.shared.kafka_io import kafka_security
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.topics import DEAD_LETTER, topic_name
 
 
 class GroupOffsets:

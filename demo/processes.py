@@ -33,7 +33,7 @@ class Component:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", *self.argv],
+            [sys.executable, "-m", "learnrec.cli", *self.argv],
             env={**os.environ, **self.env},
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from demo.metrics import DemoMetrics, Scored  # noqa: E402
+from learnrec.demo.metrics import DemoMetrics, Scored  # noqa: E402
 
 
 def _histogram(values: list[float], title: str, xlabel: str, path: Path) -> None:

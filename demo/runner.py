@@ -18,11 +18,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from demo.frozen import FrozenVersion
-from demo.metrics import DemoMetrics
-from demo.new_items import NewItemRanks, story
-from demo.prequential import PrequentialScorer
-from demo.probes import (
+from learnrec.client import EventProducer
+from learnrec.demo.frozen import FrozenVersion
+from learnrec.demo.metrics import DemoMetrics
+from learnrec.demo.new_items import NewItemRanks, story
+from learnrec.demo.prequential import PrequentialScorer
+from learnrec.demo.probes import (
     AnnouncementWatcher,
     ColdStartProbe,
     GroupOffsets,
@@ -30,18 +31,17 @@ from demo.probes import (
     collect_user_examples,
     count_dead_letters,
 )
-from demo.processes import Component, Fleet, free_port
-from demo.report import write_report
-from demo.sources import DemoData
-from demo.status import StatusDisplay
-from learnrec.client import EventProducer
-from shared.config import Settings, process_env
-from shared.kafka_io import ensure_topics, make_producer
-from shared.model_versions import ModelRegistry
-from shared.redis_client import make_redis
-from shared.redis_keys import RedisKeys
-from shared.schemas import ItemEvent
-from shared.topics import (
+from learnrec.demo.processes import Component, Fleet, free_port
+from learnrec.demo.report import write_report
+from learnrec.demo.sources import DemoData
+from learnrec.demo.status import StatusDisplay
+from learnrec.shared.config import Settings, process_env
+from learnrec.shared.kafka_io import ensure_topics, make_producer
+from learnrec.shared.model_versions import ModelRegistry
+from learnrec.shared.redis_client import make_redis
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.schemas import ItemEvent
+from learnrec.shared.topics import (
     GROUP_HISTORY_UPDATER,
     GROUP_TRAINER,
     INTERACTIONS,
@@ -49,7 +49,7 @@ from shared.topics import (
     group_name,
     topic_name,
 )
-from trainer.gate import decisions
+from learnrec.trainer.gate import decisions
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class DemoRun:
         out = self.folder / "offline"
         with self.console.status(f"training offline (log: {self.folder / 'offline.log'})"):
             subprocess.run(
-                [sys.executable, "-m", "shared.cli", "train", "offline", "--data", str(log), "--out", str(out),
+                [sys.executable, "-m", "learnrec.cli", "train", "offline", "--data", str(log), "--out", str(out),
                  "--max-minutes", str(self.options.pretrain_minutes)],
                 check=True, env={**os.environ, **self._env({})}, stdout=open(self.folder / "offline.log", "wb"),
                 stderr=subprocess.STDOUT,

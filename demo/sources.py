@@ -12,8 +12,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from demo.synthetic import SyntheticConfig, generate
-from shared.schemas import InteractionEvent, ItemEvent
+from learnrec.demo.synthetic import SyntheticConfig, generate
+from learnrec.shared.schemas import InteractionEvent, ItemEvent
 
 
 @dataclass
@@ -52,15 +52,15 @@ def synthetic(seed: int, interactions: int, history: int) -> DemoData:
 
 
 def real(path: Path, max_interactions: int, cold_fraction: float = 0.05, seed: int = 0) -> DemoData:
-    """A real data set in time order (as :mod:`trainer.replay` orders it): its last
+    """A real data set in time order (as :mod:`learnrec.trainer.replay` orders it): its last
     ``max_interactions`` events are replayed live, everything before is the history.
 
     New items arrive just before their first interaction in the live window: those first
     interacted with there, plus (as in the cold-start split) a seeded ``cold_fraction`` of the
     catalogue drawn from the window's items, whose earlier interactions are left out of the
     history. Data without real time (amazon-scientific) has few of the first kind."""
-    from trainer.data import load_dataset
-    from trainer.stream_order import event_times, time_ordered
+    from learnrec.trainer.data import load_dataset
+    from learnrec.trainer.stream_order import event_times, time_ordered
 
     dataset = load_dataset(path)
     everything = time_ordered(dataset, event_times(path, dataset))

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from demo.metrics import DemoMetrics
+from learnrec.demo.metrics import DemoMetrics
 
 
 def _pct(values: list[float], q: float) -> str:

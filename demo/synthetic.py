@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from shared.schemas import InteractionEvent, ItemEvent
+from learnrec.shared.schemas import InteractionEvent, ItemEvent
 
 TOPICS: dict[str, dict[str, list[str] | str]] = {
     "astronomy": {

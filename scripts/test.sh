@@ -5,10 +5,6 @@ cd "$(dirname "$0")/.."
 VENV="${LEARNREC_VENV:-$HOME/.cache/learnrec/venv}"
 scripts/setup.sh
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ] || [ -z "${REDIS_URL:-}" ]; then
-  env_lines="$("$VENV/bin/learnrec" services up)"
-  eval "$(grep '^export ' <<<"$env_lines")"
-fi
-echo "Kafka at $KAFKA_BOOTSTRAP_SERVERS, Redis at $REDIS_URL"
+source scripts/services-env.sh
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 exec "$VENV/bin/pytest" -q "$@"

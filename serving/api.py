@@ -7,16 +7,16 @@ Endpoints (OpenAPI docs at ``/docs``):
 - ``GET /v1/items/{item_id}/similar?k=``;
 - ids may hold any printable character but whitespace: ``/`` in an id is sent as ``%2F`` (the
   routes match the decoded path, so an id with ``/`` routes too);
-- filters on all three (:mod:`serving.filters`): ``exclude`` (item ids, repeatable),
+- filters on all three (:mod:`learnrec.serving.filters`): ``exclude`` (item ids, repeatable),
   ``category`` (exact), ``attribute`` (``name=value``, repeatable, all must match); in the
   posted body ``exclude_item_ids``, ``category``, ``attributes`` (an object);
 - ``GET /healthz`` (the process answers), ``GET /readyz`` (a model version and its index are
   loaded), ``GET /metrics`` (Prometheus).
 
 Bad input gets a 4xx whose ``detail`` says what is wrong (401 without a valid API key when keys
-are configured, 413 for a body over the cap: :mod:`serving.guard`); 503 (with ``Retry-After``)
+are configured, 413 for a body over the cap: :mod:`learnrec.serving.guard`); 503 (with ``Retry-After``)
 until a model version is loaded, and when too many requests are in flight
-(:mod:`serving.shedding`).
+(:mod:`learnrec.serving.shedding`).
 """
 
 from __future__ import annotations
@@ -30,15 +30,15 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from serving.filters import ItemFilter, parse_attributes
-from serving.guard import RequestGuard, parse_keys
-from serving.metrics import MetricsMiddleware
-from serving.recommender import Answer, Source, UnknownItems
-from serving.service import ServingService
-from serving.shedding import LoadShedder
-from serving.versions import NotReady
-from shared.config import Settings, get_settings
-from shared.schemas import MAX_ID_CHARS, Identifier
+from learnrec.serving.filters import ItemFilter, parse_attributes
+from learnrec.serving.guard import RequestGuard, parse_keys
+from learnrec.serving.metrics import MetricsMiddleware
+from learnrec.serving.recommender import Answer, Source, UnknownItems
+from learnrec.serving.service import ServingService
+from learnrec.serving.shedding import LoadShedder
+from learnrec.serving.versions import NotReady
+from learnrec.shared.config import Settings, get_settings
+from learnrec.shared.schemas import MAX_ID_CHARS, Identifier
 
 MAX_K = 1000
 DEFAULT_K = 10

@@ -1,5 +1,5 @@
 """The ASGI application built from the environment's settings (``uvicorn serving.asgi:app``)."""
 
-from serving.api import create_app
+from learnrec.serving.api import create_app
 
 app = create_app()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
-from shared.redis_keys import RedisKeys
+from learnrec.shared.redis_keys import RedisKeys
 
 MAX_CANDIDATES = 20_000
 GROWTH = 4

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import redis
 
-from serving.index import ItemIndex
-from shared.redis_keys import RedisKeys
+from learnrec.serving.index import ItemIndex
+from learnrec.shared.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from collections.abc import Collection, Container
 
 import redis
 
-from shared.config import Settings
-from shared.popularity import bucket_of, window_end
-from shared.redis_keys import RedisKeys
+from learnrec.shared.config import Settings
+from learnrec.shared.popularity import bucket_of, window_end
+from learnrec.shared.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class PopularItems:
 
     def refresh(self, now: float | None = None) -> None:
         """Re-read the window's buckets from Redis (ending at the stream's clock by default, see
-        :mod:`shared.popularity`)."""
+        :mod:`learnrec.shared.popularity`)."""
         bucket_s = self._settings.popularity_bucket_s
         bucket = window_end(self._redis, self._keys, bucket_s) if now is None else bucket_of(now, bucket_s)
         pipe = self._redis.pipeline(transaction=False)

@@ -17,11 +17,11 @@ from typing import Literal
 import numpy as np
 import redis.asyncio as aioredis
 
-from serving.content_cache import ContentCache
-from serving.filters import NO_FILTER, FactsReader, ItemFilter, filtered
-from serving.popular import PopularItems
-from serving.versions import ServingVersion, VersionHolder
-from shared.redis_keys import RedisKeys
+from learnrec.serving.content_cache import ContentCache
+from learnrec.serving.filters import NO_FILTER, FactsReader, ItemFilter, filtered
+from learnrec.serving.popular import PopularItems
+from learnrec.serving.versions import ServingVersion, VersionHolder
+from learnrec.shared.redis_keys import RedisKeys
 
 Source = Literal["personal", "popular", "similar"]
 

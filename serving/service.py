@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from serving.content_cache import ContentCache
-from serving.metrics import ServingMetrics
-from serving.popular import PopularItems
-from serving.recommender import Recommender
-from serving.updates import UpdateTailer
-from serving.versions import ServingVersion, VersionHolder, VersionManager
-from shared.config import Settings
-from shared.redis_client import make_redis, redis_security
-from shared.redis_keys import RedisKeys
+from learnrec.serving.content_cache import ContentCache
+from learnrec.serving.metrics import ServingMetrics
+from learnrec.serving.popular import PopularItems
+from learnrec.serving.recommender import Recommender
+from learnrec.serving.updates import UpdateTailer
+from learnrec.serving.versions import ServingVersion, VersionHolder, VersionManager
+from learnrec.shared.config import Settings
+from learnrec.shared.redis_client import make_redis, redis_security
+from learnrec.shared.redis_keys import RedisKeys
 
 
 class ServingService:

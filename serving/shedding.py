@@ -12,7 +12,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from serving.guard import reply
+from learnrec.serving.guard import reply
 
 
 class LoadShedder:

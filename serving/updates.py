@@ -20,10 +20,10 @@ from collections.abc import Callable
 
 import redis
 
-from serving.index_store import stream_end
-from serving.versions import VersionHolder, refresh
-from shared.config import Settings
-from shared.redis_keys import RedisKeys
+from learnrec.serving.index_store import stream_end
+from learnrec.serving.versions import VersionHolder, refresh
+from learnrec.shared.config import Settings
+from learnrec.shared.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Model versions in the serving process: load, index, warm, swap, retire.
 
 A :class:`ServingVersion` bundles what one answer needs from one model version: the ONNX user
-tower (loaded through :class:`shared.model_versions.ModelRegistry`) and the index of that
+tower (loaded through :class:`learnrec.shared.model_versions.ModelRegistry`) and the index of that
 version's item vectors. Requests *pin* the current version for their
 whole life (:meth:`VersionHolder.pin_current`), so a user vector is only ever searched against
 item vectors of its own version.
@@ -12,12 +12,12 @@ serving, the manager loads it on its own thread: user tower session, index built
 the holder's lock swaps it in. The previous version is retired: it stops taking new pins and is
 closed (session and index released) when its last in-flight request unpins it.
 
-While a version loads it is already *live* for the item-update tailer (``serving.updates``),
+While a version loads it is already *live* for the item-update tailer (``learnrec.serving.updates``),
 so vectors written during the scan are not missed; both writers take the version's
 ``write_lock`` around each read-from-Redis-then-upsert step, which keeps the newest value last.
 
 The manager also watches whether Redis's state is whole: with ``{p}:model:current`` gone (a
-wiped Redis) or partitions still being replayed (``{p}:rebuilding``, :mod:`shared.rebuild`),
+wiped Redis) or partitions still being replayed (``{p}:rebuilding``, :mod:`learnrec.shared.rebuild`),
 :attr:`VersionHolder.unavailable` says why and every pin raises :class:`NotReady` (a 503)
 rather than answering from half a state.
 """
@@ -33,12 +33,12 @@ from contextlib import contextmanager
 import numpy as np
 import redis
 
-from serving import index_store
-from serving.index import ItemIndex
-from shared.config import Settings
-from shared.model_versions import ModelRegistry
-from shared.redis_keys import RedisKeys
-from shared.version_towers import LoadedVersion
+from learnrec.serving import index_store
+from learnrec.serving.index import ItemIndex
+from learnrec.shared.config import Settings
+from learnrec.shared.model_versions import ModelRegistry
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.version_towers import LoadedVersion
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ class VersionManager:
 
     def load(self, version_id: str) -> ServingVersion:
         """Towers + index + warm-up for ``version_id``; live for item updates while it loads.
-        The index comes from the version's snapshot when there is one (:mod:`serving.index_store`),
+        The index comes from the version's snapshot when there is one (:mod:`learnrec.serving.index_store`),
         else from every vector in Redis, and is then saved as the snapshot."""
         started = time.perf_counter()
         towers = self._registry.load_version(version_id)

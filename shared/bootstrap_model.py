@@ -33,8 +33,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from shared.config import Settings
-from shared.model_versions import ModelRegistry, VersionError
+from learnrec.shared.config import Settings
+from learnrec.shared.model_versions import ModelRegistry, VersionError
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +164,8 @@ def _configured_folder(settings: Settings, encoder_id: str) -> Path:
     source = Path(settings.bootstrap_model)
     if source.is_dir():
         return source
-    from shared.model.checkpoint import load
-    from shared.model.onnx_export import export_version, new_version_id
+    from learnrec.shared.model.checkpoint import load
+    from learnrec.shared.model.onnx_export import export_version, new_version_id
 
     model, extra = load(source)
     out_dir = settings.model_dir / new_version_id()

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     redis_password: SecretStr = SecretStr("")
     redis_ssl_ca_certs: str = ""  # TLS is a rediss:// URL; this CA verifies the server (default: the system's)
 
-    # Local services launcher (learnrec services up|down|status).
+    # The local services launcher (devtools/local_services.py, development only).
     cache_dir: Path = Path(".cache")
     kafka_version: str = "4.1.1"
     kafka_port: int = 19092

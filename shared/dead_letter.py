@@ -35,7 +35,7 @@ REASON_CLASSES = ("empty", "too_large", "invalid_json", "unknown_schema_version"
 
 
 def reason_class(reason: str) -> str:
-    """The class of a rejection reason (the messages of :mod:`shared.schemas`' ``EventError``)."""
+    """The class of a rejection reason (the messages of :mod:`learnrec.shared.schemas`' ``EventError``)."""
     text = reason.lower()
     if text.startswith("empty message"):
         return "empty"

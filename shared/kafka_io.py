@@ -24,6 +24,7 @@ never receives its assignment (no heartbeat, nothing fetched) until it is killed
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Iterable
 
@@ -31,8 +32,8 @@ from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, Ka
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from shared.config import Settings
-from shared.topics import topic_specs
+from learnrec.shared.config import Settings
+from learnrec.shared.topics import topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def wait_for_partitions(consumer: KafkaConsumer, topics: Iterable[str], timeout_
 
 
 def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str]:
-    """Create every topic of :func:`shared.topics.topic_specs` that does not exist yet.
+    """Create every topic of :func:`learnrec.shared.topics.topic_specs` that does not exist yet.
 
     Returns the names created. Existing topics are left as they are (their partition count is
     not changed: re-partitioning a keyed topic would reorder a key's events).
@@ -178,3 +179,22 @@ def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str
         return created
     finally:
         admin.close()
+
+
+def kafka_answers(bootstrap: str) -> bool:
+    """True when the broker at ``bootstrap`` accepts a connection and returns its metadata."""
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            pass
+    except OSError:
+        return False
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, client_id="learnrec-probe")
+        try:
+            admin.list_topics()
+        finally:
+            admin.close()
+        return True
+    except Exception:
+        return False

@@ -1,6 +1,6 @@
 """Model versions in Redis: which version serves, which are being published, and how to publish.
 
-Keys (see :mod:`shared.redis_keys`): ``model:current`` (string), ``model:preparing`` (set),
+Keys (see :mod:`learnrec.shared.redis_keys`): ``model:current`` (string), ``model:preparing`` (set),
 ``model:versions`` (zset, score = publish time), ``model:meta:{v}`` (hash), ``vectors:{v}``
 (hash item_id -> float32 bytes ``[output_dim]``).
 
@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from shared.config import Settings
-from shared.redis_keys import RedisKeys
-from shared.version_towers import OPTIONAL_META_FIELDS, LoadedVersion, VersionInfo
+from learnrec.shared.config import Settings
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.version_towers import OPTIONAL_META_FIELDS, LoadedVersion, VersionInfo
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import time
 
 import redis
 
-from shared.config import Settings
-from shared.redis_keys import RedisKeys
+from learnrec.shared.config import Settings
+from learnrec.shared.redis_keys import RedisKeys
 
 
 def bucket_of(timestamp: float, bucket_s: int) -> int:

@@ -17,7 +17,7 @@ position (everything before it handled and committed) reached its target leaves
 rebalance inside that poll) are not handled: :meth:`ReplayGuard.covers` says so, and the worker
 rewinds them and checks again, so nothing is applied before its partition is replayed.
 Effects that are not idempotent (the history updater's) are written only under the epoch they
-were read under (see :mod:`stream.history_updater`), so a wipe in the middle of a batch cannot
+were read under (see :mod:`learnrec.stream.history_updater`), so a wipe in the middle of a batch cannot
 mix old and new state.
 """
 
@@ -31,7 +31,7 @@ import redis
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from shared.redis_keys import RedisKeys
+from learnrec.shared.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from shared.config import Settings
+from learnrec.shared.config import Settings
 
 
 def redis_security(settings: Settings) -> dict[str, object]:
@@ -35,3 +35,11 @@ def make_redis(settings: Settings) -> redis.Redis:
         health_check_interval=30,
         **redis_security(settings),
     )
+
+
+def redis_answers(url: str) -> bool:
+    """True when a Redis server at ``url`` answers PING."""
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1).ping())
+    except Exception:
+        return False

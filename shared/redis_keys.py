@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.config import Settings
+from learnrec.shared.config import Settings
 
 
 @dataclass(frozen=True)

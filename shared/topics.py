@@ -4,14 +4,14 @@
   forever, so an empty Redis can be rebuilt by replaying it).
 - ``interactions``: interaction events, key = user_id (one user's events stay in order).
 - ``dead-letter``: events that failed validation or processing; value = the original bytes,
-  headers = reason and source coordinates (see :mod:`shared.dead_letter`).
+  headers = reason and source coordinates (see :mod:`learnrec.shared.dead_letter`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.config import Settings
+from learnrec.shared.config import Settings
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ again) until it succeeds; the offsets are committed only then, so no dead letter
 commit the group refuses (a rebalance moved the partitions) is logged: the partitions' new
 owner re-reads from the last commit, which idempotent handlers absorb. A crash anywhere before
 step 4 means the batch is redelivered; handlers must be idempotent. With a
-:class:`~shared.rebuild.ReplayGuard`, a wiped Redis makes the worker replay its partitions from
+:class:`~learnrec.shared.rebuild.ReplayGuard`, a wiped Redis makes the worker replay its partitions from
 the beginning before it handles anything more.
 """
 
@@ -34,9 +34,9 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from shared.dead_letter import DeadLetterWriter
-from shared.rebuild import ReplayGuard
-from shared.schemas import EventError
+from learnrec.shared.dead_letter import DeadLetterWriter
+from learnrec.shared.rebuild import ReplayGuard
+from learnrec.shared.schemas import EventError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ argument, so the client encodes one value, not nine per event). For every intera
   stops here;
 - else append the item id to ``{p}:history:{user_id}``, kept to the last ``history_length``
   items, and count the item once more in the popularity bucket of the event's time (see
-  :mod:`shared.popularity`). The writes are per batch: one ``RPUSH`` per list of a user, one
+  :mod:`learnrec.shared.popularity`). The writes are per batch: one ``RPUSH`` per list of a user, one
   ``ZADD`` of summed counts per bucket (``ZMSCORE`` first), one ``ZADD GT`` of the users' times.
 
 Bounded state: both per-user keys expire ``history_ttl_s`` after the user's last event, and at
@@ -20,7 +20,7 @@ past the cap the least recently active users' keys are deleted).
 
 Because the watermark and the effects are written by one script, a crash can never leave a
 record applied but not marked, or marked but not applied. The script writes only under the Redis
-epoch the batch was read under (:mod:`shared.rebuild`): after a wipe it refuses, and the worker
+epoch the batch was read under (:mod:`learnrec.shared.rebuild`): after a wipe it refuses, and the worker
 replays its partitions from the beginning first. Items need not exist yet: the id is
 stored as is, the item may arrive later.
 """
@@ -34,11 +34,11 @@ from collections.abc import Callable, Sequence
 import redis
 from prometheus_client import Counter
 
-from shared.config import Settings
-from shared.popularity import bucket_of
-from shared.redis_keys import RedisKeys
-from shared.schemas import InteractionEvent
-from shared.worker import Accepted, BatchResult
+from learnrec.shared.config import Settings
+from learnrec.shared.popularity import bucket_of
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.schemas import InteractionEvent
+from learnrec.shared.worker import Accepted, BatchResult
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class HistoryHandler:
     def __init__(self, client: redis.Redis, keys: RedisKeys, settings: Settings,
                  epoch: Callable[[], str | None] | None = None) -> None:
         """``epoch``: the Redis epoch the worker's partitions were replayed under (its
-        :class:`~shared.rebuild.ReplayGuard`'s); None writes without that check."""
+        :class:`~learnrec.shared.rebuild.ReplayGuard`'s); None writes without that check."""
         self.keys = keys
         self._epoch = epoch or (lambda: None)
         self.history_length = settings.history_length

@@ -1,16 +1,16 @@
 """Item encoder worker (``learnrec stream items``): item events -> content embeddings -> vectors.
 
-Per polled batch (the :class:`~shared.worker.BatchWorker` loop does polling, dead letters and
+Per polled batch (the :class:`~learnrec.shared.worker.BatchWorker` loop does polling, dead letters and
 committing after this handler returned):
 
 1. keep the latest event per item (a batch may hold several versions of one item);
 2. build the LEARN item text and its content hash (encoder id + text); items whose stored hash
    is the same are not encoded again;
 3. encode the rest with the frozen encoder, in batches;
-4. write everything through :class:`~stream.item_store.ItemStore` (one atomic write with the
+4. write everything through :class:`~learnrec.stream.item_store.ItemStore` (one atomic write with the
    vectors of every active model version and the change notifications);
 5. take out the items whose latest record is a tombstone (deleted) or an event with
-   ``available: false`` (kept, not served): :meth:`~stream.item_store.ItemStore.remove`.
+   ``available: false`` (kept, not served): :meth:`~learnrec.stream.item_store.ItemStore.remove`.
 
 Re-delivered events therefore have a single effect: same text, same hash, nothing written.
 """
@@ -27,11 +27,11 @@ from typing import Protocol
 import numpy as np
 from prometheus_client import Counter, Histogram
 
-from shared.config import Settings
-from shared.model.item_text import item_text
-from shared.schemas import ItemEvent, ItemRemoved
-from shared.worker import Accepted, BatchResult
-from stream.item_store import EncodedItem, ItemStore, WriteResult
+from learnrec.shared.config import Settings
+from learnrec.shared.model.item_text import item_text
+from learnrec.shared.schemas import ItemEvent, ItemRemoved
+from learnrec.shared.worker import Accepted, BatchResult
+from learnrec.stream.item_store import EncodedItem, ItemStore, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ FRESHNESS_SECONDS = Histogram(
 
 
 class TextEncoder(Protocol):
-    """What the worker needs of :class:`shared.model.encoder.ContentEncoder`."""
+    """What the worker needs of :class:`learnrec.shared.model.encoder.ContentEncoder`."""
 
     content_dim: int
     model_id: str
@@ -64,7 +64,7 @@ def load_encoder(settings: Settings) -> TextEncoder:
     ``Settings.encoder_runtime``: torch on ``Settings.encoder_threads`` torch threads (a
     process-wide setting), or ONNX Runtime (fp32 or int8) on as many intra-op threads."""
     if settings.encoder_runtime != "torch":
-        from shared.model.onnx_encoder import RUNTIME_VARIANTS, OnnxContentEncoder
+        from learnrec.shared.model.onnx_encoder import RUNTIME_VARIANTS, OnnxContentEncoder
 
         return OnnxContentEncoder(
             settings.encoder,
@@ -76,7 +76,7 @@ def load_encoder(settings: Settings) -> TextEncoder:
         )
     import torch
 
-    from shared.model.encoder import ContentEncoder
+    from learnrec.shared.model.encoder import ContentEncoder
 
     torch.set_num_threads(settings.encoder_threads)
     return ContentEncoder(

@@ -18,8 +18,8 @@ import numpy as np
 import redis
 from prometheus_client import Counter
 
-from shared.model_versions import VersionCache, VersionError
-from shared.redis_keys import RedisKeys
+from learnrec.shared.model_versions import VersionCache, VersionError
+from learnrec.shared.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
 

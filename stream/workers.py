@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import logging
 
-from shared.bootstrap_model import ensure_current_version
-from shared.config import Settings
-from shared.dead_letter import DeadLetterWriter
-from shared.kafka_io import ensure_topics, make_consumer, make_producer
-from shared.model_versions import ModelRegistry, VersionCache
-from shared.rebuild import ReplayGuard
-from shared.redis_client import make_redis
-from shared.redis_keys import RedisKeys
-from shared.schemas import decode_interaction_event, decode_item_record
-from shared.topics import (
+from learnrec.shared.bootstrap_model import ensure_current_version
+from learnrec.shared.config import Settings
+from learnrec.shared.dead_letter import DeadLetterWriter
+from learnrec.shared.kafka_io import ensure_topics, make_consumer, make_producer
+from learnrec.shared.model_versions import ModelRegistry, VersionCache
+from learnrec.shared.rebuild import ReplayGuard
+from learnrec.shared.redis_client import make_redis
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.schemas import decode_interaction_event, decode_item_record
+from learnrec.shared.topics import (
     DEAD_LETTER,
     GROUP_HISTORY_UPDATER,
     GROUP_ITEM_ENCODER,
@@ -22,10 +22,10 @@ from shared.topics import (
     group_name,
     topic_name,
 )
-from shared.worker import BatchStats, BatchWorker, serve_metrics, values
-from stream.history_updater import HistoryHandler
-from stream.item_encoder import ItemEncoderHandler, TextEncoder, load_encoder
-from stream.item_store import ItemStore
+from learnrec.shared.worker import BatchStats, BatchWorker, serve_metrics, values
+from learnrec.stream.history_updater import HistoryHandler
+from learnrec.stream.item_encoder import ItemEncoderHandler, TextEncoder, load_encoder
+from learnrec.stream.item_store import ItemStore
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def stream_workers(settings: Settings) -> list[tuple[str, str]]:
 
 def build_item_worker(settings: Settings, encoder: TextEncoder | None = None) -> BatchWorker:
     """The item encoder worker; restores or bootstraps the current model version if none is
-    current (at start, and when Redis was wiped: :mod:`shared.rebuild`)."""
+    current (at start, and when Redis was wiped: :mod:`learnrec.shared.rebuild`)."""
     ensure_topics(settings)
     encoder = encoder or load_encoder(settings)
     client = make_redis(settings)

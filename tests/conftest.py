@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from shared.config import Settings
+from learnrec.shared.config import Settings
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +51,7 @@ def settings(kafka_bootstrap: str, redis_url: str, isolated_prefix: str, tmp_pat
 @pytest.fixture
 def redis_client(settings: Settings):
     """A Redis client; every key under this test's prefix is deleted afterwards."""
-    from shared.redis_client import make_redis
+    from learnrec.shared.redis_client import make_redis
 
     client = make_redis(settings)
     yield client

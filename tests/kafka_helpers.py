@@ -7,7 +7,7 @@ import uuid
 
 from kafka import KafkaConsumer, TopicPartition
 
-from shared.config import Settings
+from learnrec.shared.config import Settings
 
 
 def read_topic(settings: Settings, topic: str, expected: int, timeout_s: float = 30.0) -> list:

@@ -16,8 +16,8 @@ import redis
 import torch
 from torch import nn
 
+from learnrec.shared.redis_keys import RedisKeys
 from learnrec.testing.live_server import LiveServer, free_port, wait_until  # noqa: F401 (re-exported)
-from shared.redis_keys import RedisKeys
 
 
 class _User(nn.Module):

@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from shared.config import Settings
-from shared.kafka_io import make_producer
-from shared.schemas import InteractionEvent, ItemEvent
-from shared.topics import INTERACTIONS, ITEMS, topic_name
+from learnrec.shared.config import Settings
+from learnrec.shared.kafka_io import make_producer
+from learnrec.shared.schemas import InteractionEvent, ItemEvent
+from learnrec.shared.topics import INTERACTIONS, ITEMS, topic_name
 
 
 class HashEncoder:

@@ -6,8 +6,8 @@
 - SASRec (Kang & McAuley 2018): item-ID embeddings + learned positions + causal transformer,
   next-item prediction at every position of the same training windows as LEARN, softmax
   cross-entropy over all items (the RecBole ``CE`` setting used by the published Amazon
-  figures), tied input/output embeddings, trained by the same loop (:func:`trainer.fit.fit`).
-The content-only tower baseline (LEARN item-tower variant c) is :func:`trainer.offline.train_offline`
+  figures), tied input/output embeddings, trained by the same loop (:func:`learnrec.trainer.fit.fit`).
+The content-only tower baseline (LEARN item-tower variant c) is :func:`learnrec.trainer.offline.train_offline`
 with ``item_tower="none"``.
 """
 
@@ -21,13 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared.model.loss import full_softmax_loss
-from shared.model.towers import CausalBlock, causal_mask, dropout
-from trainer.data import Split
-from trainer.evaluate import Scorer
-from trainer.fit import FitConfig, fit
-from trainer.offline import excluded_negatives, window_items
-from trainer.windows import cut_windows, pad, window_batches
+from learnrec.shared.model.loss import full_softmax_loss
+from learnrec.shared.model.towers import CausalBlock, causal_mask, dropout
+from learnrec.trainer.data import Split
+from learnrec.trainer.evaluate import Scorer
+from learnrec.trainer.fit import FitConfig, fit
+from learnrec.trainer.offline import excluded_negatives, window_items
+from learnrec.trainer.windows import cut_windows, pad, window_batches
 
 
 def popularity_scorer(split: Split) -> Scorer:

@@ -1,13 +1,13 @@
 """The online trainer's checkpoint: model, optimizer, consumed offsets and stream state, together.
 
 The checkpoint, not Kafka's committed offsets, is the trainer's source of truth. It is one file
-in the layout of :mod:`shared.model.checkpoint` (``format``, ``config``, ``state_dict``,
-``extra``), so :func:`shared.model.checkpoint.load` reads it too; ``extra`` holds
+in the layout of :mod:`learnrec.shared.model.checkpoint` (``format``, ``config``, ``state_dict``,
+``extra``), so :func:`learnrec.shared.model.checkpoint.load` reads it too; ``extra`` holds
 
 - ``optimizer``: the AdamW state dict;
 - ``offsets``: ``{"topic:partition": next offset to consume}``;
-- ``sequences`` / ``replay``: :class:`~trainer.sequences.UserSequences` and
-  :class:`~trainer.sequences.ReplayBuffer` states;
+- ``sequences`` / ``replay``: :class:`~learnrec.trainer.sequences.UserSequences` and
+  :class:`~learnrec.trainer.sequences.ReplayBuffer` states;
 - ``trained``: events trained so far; ``audit``: ``{event_id: times trained}`` when auditing;
 - ``encoder``: the content encoder's id.
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from shared.model import checkpoint
-from shared.model.towers import LearnModel
+from learnrec.shared.model import checkpoint
+from learnrec.shared.model.towers import LearnModel
 
 
 def save(path: Path, model: LearnModel, extra: dict[str, Any]) -> None:

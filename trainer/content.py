@@ -17,7 +17,7 @@ from collections.abc import Iterable
 import numpy as np
 import redis
 
-from shared.redis_keys import RedisKeys
+from learnrec.shared.redis_keys import RedisKeys
 
 
 class ContentTable:

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.model.item_text import item_text
-from shared.schemas import EventError, decode_interaction_event, decode_item_event
+from learnrec.shared.model.item_text import item_text
+from learnrec.shared.schemas import EventError, decode_interaction_event, decode_item_event
 
 DATA_ROOT = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 DATASETS = ("amazon-scientific", "ml-100k")

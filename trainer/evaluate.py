@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from trainer.data import EvalSet, Split
+from learnrec.trainer.data import EvalSet, Split
 
 KS = (10, 20, 50)
 # histories (oldest first) -> float32 [len(histories), n_items] scores, higher is better

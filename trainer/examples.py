@@ -7,7 +7,7 @@ An example is ``(history, target)``: item ids, oldest first, and the next item. 
 - replay snapshots (:func:`examples_from_snapshots`): a past sequence cut at a random point.
 
 :func:`collate` turns examples into right-padded tensors: rows of a
-:class:`~trainer.content.ContentTable` and of an :class:`~trainer.id_index.IdIndex`, keeping
+:class:`~learnrec.trainer.content.ContentTable` and of an :class:`~learnrec.trainer.id_index.IdIndex`, keeping
 the most recent ``history_len`` history items (the model's ``max_len``: what serving feeds the
 user tower).
 """
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from trainer.content import ContentTable
-from trainer.id_index import IdIndex
+from learnrec.trainer.content import ContentTable
+from learnrec.trainer.id_index import IdIndex
 
 Example = tuple[list[str], str]
 

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from trainer.data import EvalSet, Split
-from trainer.evaluate import Scorer, evaluate
+from learnrec.trainer.data import EvalSet, Split
+from learnrec.trainer.evaluate import Scorer, evaluate
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
-from shared.model.towers import LearnModel
+from learnrec.shared.model.towers import LearnModel
 
 
 class IdIndex:

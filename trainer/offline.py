@@ -1,8 +1,8 @@
-"""Offline training of the LEARN towers on a :class:`~trainer.data.Split`.
+"""Offline training of the LEARN towers on a :class:`~learnrec.trainer.data.Split`.
 
 Content embeddings are frozen and precomputed: ``content`` float32 [n_items, content_dim]. The
 objective is next-item prediction at every position of every training window
-(:mod:`trainer.windows`): the user vector at position ``i`` against the item at ``i + 1``,
+(:mod:`learnrec.trainer.windows`): the user vector at position ``i`` against the item at ``i + 1``,
 every item encoded alone by the item tower, as serving encodes it. Negatives are the whole
 catalogue up to :attr:`LearnTrainConfig.full_softmax_max_items` items, else a uniform sample of
 ``sampled_negatives`` items with the logQ correction (docs/MODEL.md has the measurements).
@@ -23,17 +23,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from shared.model.loss import full_softmax_loss, sampled_softmax_loss
-from shared.model.towers import LearnConfig, LearnModel
-from trainer.data import Split
-from trainer.evaluate import Scorer
-from trainer.fit import FitConfig, fit
-from trainer.windows import cut_windows, pad, window_batches
+from learnrec.shared.model.loss import full_softmax_loss, sampled_softmax_loss
+from learnrec.shared.model.towers import LearnConfig, LearnModel
+from learnrec.trainer.data import Split
+from learnrec.trainer.evaluate import Scorer
+from learnrec.trainer.fit import FitConfig, fit
+from learnrec.trainer.windows import cut_windows, pad, window_batches
 
 
 @dataclass
 class LearnTrainConfig:
-    """The LEARN objective on top of the shared :class:`~trainer.fit.FitConfig`."""
+    """The LEARN objective on top of the shared :class:`~learnrec.trainer.fit.FitConfig`."""
 
     fit: FitConfig = field(default_factory=FitConfig)
     temperature: float = 0.05

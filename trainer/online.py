@@ -1,18 +1,18 @@
 """Online trainer: learns from every interaction, checkpoints, and publishes versions.
 
 :class:`OnlineTrainer` is the state and the math, free of Kafka. It trains the model offline
-training trains (:mod:`trainer.offline`), with the same objective: a user's history (the
+training trains (:mod:`learnrec.trainer.offline`), with the same objective: a user's history (the
 model's ``max_len`` most recent items, exactly what serving feeds the user tower) predicts the
 next item, scored against negatives drawn uniformly from every known item with the logQ
 correction; the positive and the negatives are encoded alone by the item tower, as serving
 encodes them. Each new interaction is one example; a replay sample of past sequences is mixed
 into every step (against forgetting). An item gets a row in the ID table once ``id_min_count``
-of its interactions are trained (:class:`~trainer.id_index.IdIndex`): a new item moves from
+of its interactions are trained (:class:`~learnrec.trainer.id_index.IdIndex`): a new item moves from
 content-only to hybrid as it collects interactions, as offline training does.
 
 The most recent ``gate_events`` events are held back from training: the publish gate scores a
-candidate version on them (:mod:`trainer.gate`) before they are trained. The Kafka shell and
-the publish cadence are in :mod:`trainer.worker`.
+candidate version on them (:mod:`learnrec.trainer.gate`) before they are trained. The Kafka shell and
+the publish cadence are in :mod:`learnrec.trainer.worker`.
 
 Exactly-once training: an event counts as trained once its step ran; the checkpoint holds the
 model, the optimizer, the sequences, the held-back events and the next offset of every
@@ -32,15 +32,15 @@ from typing import Any
 
 import torch
 
-from shared.config import Settings
-from shared.model.loss import sampled_softmax_loss
-from shared.model.towers import ItemIds, LearnConfig, LearnModel
-from shared.schemas import InteractionEvent
-from trainer import checkpointing
-from trainer.content import ContentTable
-from trainer.examples import Batch, Example, collate, examples_from_snapshots
-from trainer.id_index import IdIndex, grow_model
-from trainer.sequences import ReplayBuffer, UserSequences
+from learnrec.shared.config import Settings
+from learnrec.shared.model.loss import sampled_softmax_loss
+from learnrec.shared.model.towers import ItemIds, LearnConfig, LearnModel
+from learnrec.shared.schemas import InteractionEvent
+from learnrec.trainer import checkpointing
+from learnrec.trainer.content import ContentTable
+from learnrec.trainer.examples import Batch, Example, collate, examples_from_snapshots
+from learnrec.trainer.id_index import IdIndex, grow_model
+from learnrec.trainer.sequences import ReplayBuffer, UserSequences
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ For every ``score_every``-th interaction, each method first ranks all items for 
 history so far (items the user saw already are excluded); a hit is the true item in the top
 ``K``. Then the online trainer learns from the event.
 
-- online: the model of :class:`~trainer.online.OnlineTrainer`; it serves the snapshot taken at
+- online: the model of :class:`~learnrec.trainer.online.OnlineTrainer`; it serves the snapshot taken at
   its last publish, every ``publish_every`` events (the live system's version cadence, in
   stream events instead of seconds), with the ID rows it had then;
 - frozen: the model the online one started from, never updated;
@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from shared.model.towers import LearnModel
-from shared.schemas import InteractionEvent
-from trainer.id_index import IdIndex
-from trainer.online import OnlineTrainer
-from trainer.windows import pad
+from learnrec.shared.model.towers import LearnModel
+from learnrec.shared.schemas import InteractionEvent
+from learnrec.trainer.id_index import IdIndex
+from learnrec.trainer.online import OnlineTrainer
+from learnrec.trainer.windows import pad
 
 K = 10
 

@@ -1,15 +1,15 @@
-"""Publish the trainer's model as a new version (protocol of :mod:`shared.model_versions`).
+"""Publish the trainer's model as a new version (protocol of :mod:`learnrec.shared.model_versions`).
 
 1. :func:`export_candidate`: export both towers (and the ID table) to ONNX into
    ``{model_dir}/{version}/`` and register the folder; nothing serves it yet;
-2. the caller's gate (:mod:`trainer.gate`) decides; a held candidate is discarded;
+2. the caller's gate (:mod:`learnrec.trainer.gate`) decides; a held candidate is discarded;
 3. :func:`publish_version`: ``begin_publish``; re-project every item's content embedding with
    the new (ONNX) item tower, in batches, writing vectors guarded by the item's content hash;
    progress is logged; ``finish_publish`` flips ``{p}:model:current`` atomically; then versions
    beyond the newest ``keep`` are pruned.
 
 The snapshot read in step 3 is every item's content, so the trainer's
-:class:`~trainer.content.ContentTable` is refreshed from it on the way.
+:class:`~learnrec.trainer.content.ContentTable` is refreshed from it on the way.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shared.model.onnx_export import export_version, new_version_id
-from shared.model.towers import LearnModel
-from shared.model_versions import ModelRegistry
-from shared.version_towers import LoadedVersion
-from trainer.content import ContentTable
+from learnrec.shared.model.onnx_export import export_version, new_version_id
+from learnrec.shared.model.towers import LearnModel
+from learnrec.shared.model_versions import ModelRegistry
+from learnrec.shared.version_towers import LoadedVersion
+from learnrec.trainer.content import ContentTable
 
 log = logging.getLogger(__name__)
 

@@ -1,20 +1,19 @@
 """``learnrec replay``: prequential evaluation of online learning on a real data set via Kafka.
 
-1. The data set becomes a time-ordered interaction stream (:mod:`trainer.stream_order`).
+1. The data set becomes a time-ordered interaction stream (:mod:`learnrec.trainer.stream_order`).
 2. Items are encoded once by the frozen content encoder (on-disk embedding cache).
-3. Offline model: :func:`trainer.offline.train_offline` (the model and objective of the
+3. Offline model: :func:`learnrec.trainer.offline.train_offline` (the model and objective of the
    benchmarks) on the users' sequences in the first ``--offline-fraction`` of the stream, their
    last two items held out for early stopping, for at most ``--offline-minutes``.
 4. The rest of the stream is produced to a fresh one-partition topic (one partition keeps the
    global time order) and consumed back; every event is scored before it is trained
-   (:mod:`trainer.prequential`): the online model, the frozen offline model, popularity.
+   (:mod:`learnrec.trainer.prequential`): the online model, the frozen offline model, popularity.
 5. Output: ``prequential-<dataset>.json`` (Recall@10 over the second half of the scored
    stream, per method, and the windowed curve) and a PNG plot with the publishes marked.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import secrets
@@ -25,24 +24,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.config import Settings
-from shared.kafka_io import FETCH_LIMITS, ensure_topics, kafka_security, make_producer
-from shared.schemas import InteractionEvent, decode_interaction_event
-from shared.topics import INTERACTIONS, topic_name
-from trainer.content import ContentTable
-from trainer.data import SeqDataset, leave_one_out, load_dataset
-from trainer.id_index import IdIndex
-from trainer.offline import default_configs, id_items_of, train_offline
-from trainer.online import OnlineTrainer, TrainConfig
-from trainer.prequential import Prequential, ServedModel, Tally, curve
-from trainer.stream_order import StreamEvent, event_times, time_ordered
+from learnrec.shared.config import Settings
+from learnrec.shared.kafka_io import FETCH_LIMITS, ensure_topics, kafka_security, make_producer
+from learnrec.shared.schemas import InteractionEvent, decode_interaction_event
+from learnrec.shared.topics import INTERACTIONS, topic_name
+from learnrec.trainer.content import ContentTable
+from learnrec.trainer.data import SeqDataset, leave_one_out, load_dataset
+from learnrec.trainer.id_index import IdIndex
+from learnrec.trainer.offline import default_configs, id_items_of, train_offline
+from learnrec.trainer.online import OnlineTrainer, TrainConfig
+from learnrec.trainer.prequential import Prequential, ServedModel, Tally, curve
+from learnrec.trainer.stream_order import StreamEvent, event_times, time_ordered
 
 log = logging.getLogger(__name__)
 
 
 def content_embeddings(settings: Settings, texts: list[str]) -> tuple[np.ndarray, str]:
     """Content float32 ``[n_items, content_dim]`` from the configured encoder (cached on disk)."""
-    from shared.model.encoder import ContentEncoder, EmbeddingCache
+    from learnrec.shared.model.encoder import ContentEncoder, EmbeddingCache
 
     encoder = ContentEncoder(settings.encoder, max_tokens=settings.encoder_max_tokens,
                              device="cpu", batch_size=settings.encoder_batch_size)
@@ -187,27 +186,3 @@ def _result(ds: SeqDataset, stream: list[StreamEvent], n_offline: int, evaluatio
         "settings": {k: v for k, v in settings.model_dump().items() if k.startswith("trainer_") and k != "trainer_checkpoint"}
         | {"encoder": settings.encoder},
     }
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", help="a data set name under ../shared/data (ml-100k, amazon-scientific), a folder, or a .jsonl file")
-    parser.add_argument("--out", type=Path, default=Path("bench/results"))
-    parser.add_argument("--offline-fraction", type=float, default=0.25, help="first part of the stream the offline model trains on")
-    parser.add_argument("--offline-minutes", type=float, default=3.0, help="time budget of the offline model")
-    parser.add_argument("--publish-every", type=int, default=1000, help="events between published versions")
-    parser.add_argument("--score-every", type=int, default=1, help="score every k-th interaction")
-    parser.add_argument("--max-events", type=int, default=None, help="replay only the first N events")
-    parser.set_defaults(func=_command)
-
-
-def _command(args: argparse.Namespace) -> int:
-    from shared.config import get_settings
-    from trainer.data import data_path
-
-    path = Path(args.dataset)
-    data = path if path.exists() else data_path(args.dataset)
-    result = replay(get_settings(), data, args.out, offline_fraction=args.offline_fraction,
-                    offline_minutes=args.offline_minutes, publish_every=args.publish_every,
-                    score_every=args.score_every, max_events=args.max_events)
-    print(json.dumps(result["second_half_recall@10"]))
-    return 0

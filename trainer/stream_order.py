@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.schemas import decode_interaction_event
-from trainer.data import SeqDataset
+from learnrec.shared.schemas import decode_interaction_event
+from learnrec.trainer.data import SeqDataset
 
 
 @dataclass(frozen=True)

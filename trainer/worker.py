@@ -1,16 +1,16 @@
-"""``learnrec train online``: the Kafka shell around :class:`~trainer.online.OnlineTrainer`.
+"""``learnrec train online``: the Kafka shell around :class:`~learnrec.trainer.online.OnlineTrainer`.
 
 - Partitions: the trainer assigns itself every partition of the interactions topic (it runs as
   one instance) and seeks each to the next offset stored in its checkpoint, or to the beginning
   of the log when the checkpoint has none. Its consumer group (``GROUP_TRAINER``) only receives
   commits for lag monitoring; resuming never reads them.
-- Records go through :class:`shared.worker.BatchWorker` (decode, dead-letter the bad ones).
+- Records go through :class:`learnrec.shared.worker.BatchWorker` (decode, dead-letter the bad ones).
   The handler's only IO (fetching content embeddings from Redis) happens before it changes any
   state, so a batch retried after a Redis error is never trained twice.
 - Cadence: a checkpoint every ``trainer_checkpoint_every`` events; a candidate version (with a
   checkpoint before it) every ``trainer_publish_every_events`` events or
   ``trainer_publish_every_s`` seconds after the first unpublished event, published when the gate
-  (:mod:`trainer.gate`) passes it or an operator forced it (``learnrec model force-publish``);
+  (:mod:`learnrec.trainer.gate`) passes it or an operator forced it (``learnrec model force-publish``);
   a last checkpoint on SIGTERM/SIGINT.
 """
 
@@ -24,20 +24,20 @@ import redis
 import torch
 from prometheus_client import Counter
 
-from shared.config import Settings
-from shared.dead_letter import DeadLetterWriter
-from shared.kafka_io import ensure_topics, make_consumer, make_producer
-from shared.model_versions import ModelRegistry
-from shared.redis_client import make_redis
-from shared.redis_keys import RedisKeys
-from shared.schemas import InteractionEvent, decode_interaction_event
-from shared.topics import DEAD_LETTER, GROUP_TRAINER, INTERACTIONS, group_name, topic_name
-from shared.worker import Accepted, BatchResult, BatchWorker, serve_metrics, values
-from trainer import checkpointing
-from trainer.content import ContentTable
-from trainer.gate import GateDecision, decide, record
-from trainer.online import OnlineTrainer, TrainConfig
-from trainer.publish import export_candidate, publish_version
+from learnrec.shared.config import Settings
+from learnrec.shared.dead_letter import DeadLetterWriter
+from learnrec.shared.kafka_io import ensure_topics, make_consumer, make_producer
+from learnrec.shared.model_versions import ModelRegistry
+from learnrec.shared.redis_client import make_redis
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.schemas import InteractionEvent, decode_interaction_event
+from learnrec.shared.topics import DEAD_LETTER, GROUP_TRAINER, INTERACTIONS, group_name, topic_name
+from learnrec.shared.worker import Accepted, BatchResult, BatchWorker, serve_metrics, values
+from learnrec.trainer import checkpointing
+from learnrec.trainer.content import ContentTable
+from learnrec.trainer.gate import GateDecision, decide, record
+from learnrec.trainer.online import OnlineTrainer, TrainConfig
+from learnrec.trainer.publish import export_candidate, publish_version
 
 log = logging.getLogger(__name__)
 

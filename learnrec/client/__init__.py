@@ -8,7 +8,7 @@ from learnrec.client.errors import BadRequest, ClientError, NotFound, Unauthoriz
 from learnrec.client.models import Recommendations, ScoredItem
 from learnrec.client.producer import EventProducer, FailedEvent, PublishError
 from learnrec.client.recommendations import AsyncRecommendationsClient, RecommendationsClient
-from shared.schemas import EventError, InteractionEvent, ItemEvent
+from learnrec.shared.schemas import EventError, InteractionEvent, ItemEvent
 
 __all__ = [
     "AsyncRecommendationsClient",

@@ -16,10 +16,16 @@ from typing import Any, NamedTuple, TypeVar
 from kafka.errors import KafkaError, KafkaTimeoutError
 from pydantic import TypeAdapter, ValidationError
 
-from shared.config import Settings
-from shared.kafka_io import make_producer
-from shared.schemas import MAX_EVENT_BYTES, EventError, Identifier, InteractionEvent, ItemEvent
-from shared.topics import INTERACTIONS, ITEMS, topic_name
+from learnrec.shared.config import Settings
+from learnrec.shared.kafka_io import make_producer
+from learnrec.shared.schemas import (
+    MAX_EVENT_BYTES,
+    EventError,
+    Identifier,
+    InteractionEvent,
+    ItemEvent,
+)
+from learnrec.shared.topics import INTERACTIONS, ITEMS, topic_name
 
 log = logging.getLogger("learnrec.client")
 

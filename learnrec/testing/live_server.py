@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from shared.config import Settings
+from learnrec.shared.config import Settings
 
 T = TypeVar("T")
 
@@ -32,12 +32,12 @@ def wait_until(predicate: Callable[[], T], timeout: float = 10.0, every: float =
 
 
 class LiveServer:
-    """``serving.api.create_app(settings)`` served by uvicorn on a free port (a context manager)."""
+    """``learnrec.serving.api.create_app(settings)`` served by uvicorn on a free port (a context manager)."""
 
     def __init__(self, settings: Settings) -> None:
         import uvicorn
 
-        from serving.api import create_app
+        from learnrec.serving.api import create_app
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

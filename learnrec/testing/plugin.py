@@ -5,7 +5,7 @@ Fixtures:
 - ``learnrec_servers`` (session): ``(kafka_bootstrap, redis_url)`` of a real Kafka broker and
   Redis server (from the environment, testcontainers, or the local launcher: see
   :mod:`learnrec.testing.servers`);
-- ``learnrec_settings``: :class:`~shared.config.Settings` for one test: fresh topic and Redis
+- ``learnrec_settings``: :class:`~learnrec.shared.config.Settings` for one test: fresh topic and Redis
   key prefixes, model versions and the trainer's checkpoint under ``tmp_path``; the trainer
   publishes (with no gate) after 500 interactions, so a short test sees the bootstrap version
   (override the fixture with ``learnrec_settings.model_copy(update={...})`` to change that);
@@ -52,7 +52,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture
 def learnrec_settings(learnrec_servers: tuple[str, str], tmp_path):
     """Settings isolated to this test (its own topics, consumer groups and Redis keys)."""
-    from shared.config import Settings
+    from learnrec.shared.config import Settings
 
     kafka, redis_url = learnrec_servers
     prefix = f"t{uuid.uuid4().hex[:10]}"
@@ -68,8 +68,8 @@ def learnrec_settings(learnrec_servers: tuple[str, str], tmp_path):
 @pytest.fixture
 def learnrec(learnrec_settings):
     """A running learnrec for this test; stopped, and its Redis keys deleted, afterwards."""
+    from learnrec.shared.redis_client import make_redis
     from learnrec.testing.stack import LearnrecStack
-    from shared.redis_client import make_redis
 
     stack = LearnrecStack(learnrec_settings).start()
     try:

@@ -1,7 +1,7 @@
 """Finds a real Kafka broker and a real Redis server for a test session.
 
 Order: ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` from the environment; testcontainers when a
-Docker daemon answers; else learnrec's own launcher (``learnrec services up``: a local KRaft
+Docker daemon answers; else learnrec's own launcher in a checkout (``python -m devtools.services up``: a local KRaft
 broker and redis-server). What this object started, it stops at the end of the session.
 """
 
@@ -54,7 +54,8 @@ class Servers:
 
     def checked(self) -> tuple[str, str]:
         """Both addresses once both servers answer; raises :class:`ServersUnavailable`."""
-        from shared.local_services import kafka_answers, redis_answers
+        from learnrec.shared.kafka_io import kafka_answers
+        from learnrec.shared.redis_client import redis_answers
 
         self.resolve()
         if self.error or not self.kafka_bootstrap or not self.redis_url:
@@ -66,8 +67,13 @@ class Servers:
         return self.kafka_bootstrap, self.redis_url
 
     def _start_local(self) -> None:
-        from shared.config import Settings
-        from shared.local_services import LocalServices, ServiceError
+        try:  # the launcher is development tooling: present in a checkout, not in the wheel
+            from devtools.local_services import LocalServices, ServiceError
+        except ImportError:
+            self.error = ("no Kafka and Redis: set KAFKA_BOOTSTRAP_SERVERS and REDIS_URL, or run "
+                          "a Docker daemon for testcontainers")
+            return
+        from learnrec.shared.config import Settings
 
         services = LocalServices(Settings())
         try:

@@ -13,9 +13,9 @@ import threading
 from collections.abc import Callable
 
 from learnrec.client import EventProducer, NotFound, RecommendationsClient, Unavailable
+from learnrec.shared.config import Settings
 from learnrec.testing.encoder import BagOfWordsEncoder
 from learnrec.testing.live_server import LiveServer, wait_until
-from shared.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,9 @@ class LearnrecStack:
         return self._server.url
 
     def start(self) -> LearnrecStack:
-        from serving.guard import parse_keys
-        from shared.kafka_io import ensure_topics
-        from stream.workers import build_history_worker, build_item_worker
+        from learnrec.serving.guard import parse_keys
+        from learnrec.shared.kafka_io import ensure_topics
+        from learnrec.stream.workers import build_history_worker, build_item_worker
 
         ensure_topics(self.settings)
         self._workers = [build_item_worker(self.settings, self.encoder), build_history_worker(self.settings)]
@@ -85,8 +85,8 @@ class LearnrecStack:
 
     def wait_until_reflected(self, user_id: str, item_id: str, timeout: float = 60.0) -> None:
         """Until ``item_id`` is in the history that serving reads for ``user_id``."""
-        from shared.redis_client import make_redis
-        from shared.redis_keys import RedisKeys
+        from learnrec.shared.redis_client import make_redis
+        from learnrec.shared.redis_keys import RedisKeys
 
         history = RedisKeys.from_settings(self.settings).history(user_id)
         with make_redis(self.settings) as redis:
@@ -113,9 +113,9 @@ class LearnrecStack:
 
     def _train(self) -> None:
         """The online trainer, once the first item is encoded (it reads the content dimension)."""
-        from shared.redis_client import make_redis
-        from shared.redis_keys import RedisKeys
-        from trainer.worker import build_trainer_worker
+        from learnrec.shared.redis_client import make_redis
+        from learnrec.shared.redis_keys import RedisKeys
+        from learnrec.trainer.worker import build_trainer_worker
 
         items = RedisKeys.from_settings(self.settings).items()
         with make_redis(self.settings) as redis:

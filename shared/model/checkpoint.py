@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from shared.model.towers import LearnConfig, LearnModel
+from learnrec.shared.model.towers import LearnConfig, LearnModel
 
 FORMAT = 1
 

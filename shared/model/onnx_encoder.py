@@ -1,6 +1,6 @@
 """ONNX Runtime path of the frozen content encoder (``LEARNREC_ENCODER_RUNTIME=onnx|onnx-int8``).
 
-The Hugging Face model and ContentEncoder's pooling (:func:`~shared.model.encoder.mean_pool`)
+The Hugging Face model and ContentEncoder's pooling (:func:`~learnrec.shared.model.encoder.mean_pool`)
 are exported once into one graph, ``input_ids``, ``attention_mask`` int64 [b, t] ->
 ``embedding`` float32 [b, D], cached as ``<cache_dir>/<model>-<hash of model id>-<variant>/
 model.onnx``; a folder is built under a temporary name and renamed into place, so no process
@@ -35,7 +35,12 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from shared.model.encoder import DEFAULT_ENCODER, DEFAULT_MAX_TOKENS, ContentEncoder, mean_pool
+from learnrec.shared.model.encoder import (
+    DEFAULT_ENCODER,
+    DEFAULT_MAX_TOKENS,
+    ContentEncoder,
+    mean_pool,
+)
 
 RUNTIME_VARIANTS = {"onnx": "fp32", "onnx-int8": "int8"}  # Settings.encoder_runtime -> variant
 VARIANTS = tuple(RUNTIME_VARIANTS.values())

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.model.towers import LearnModel
+from learnrec.shared.model.towers import LearnModel
 
 OPSET = 17
 
@@ -82,7 +82,7 @@ def export_version(
 ) -> dict[str, Any]:
     """Write the version folder ``out_dir`` (must not exist yet) and return the full meta.
 
-    ``meta`` must name the ``encoder`` (a :class:`~shared.model.encoder.ContentEncoder`
+    ``meta`` must name the ``encoder`` (a :class:`~learnrec.shared.model.encoder.ContentEncoder`
     ``model_id``); ``version`` defaults to the folder name, ``source`` to ``"offline"``,
     ``created_at`` to now; dims and ``max_history`` come from the model's config.
     ``id_items``: the item id of each ID-table row (row ``r`` is ``id_items[r]``), for a model

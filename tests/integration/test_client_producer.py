@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from learnrec.client import EventProducer, InteractionEvent, ItemEvent
-from shared.kafka_io import ensure_topics
-from shared.topics import INTERACTIONS, ITEMS, topic_name
+from learnrec.shared.kafka_io import ensure_topics
+from learnrec.shared.topics import INTERACTIONS, ITEMS, topic_name
 from tests.kafka_helpers import read_topic
 
 pytestmark = [pytest.mark.integration]

@@ -15,12 +15,17 @@ import uuid
 import pytest
 from kafka import ConsumerRebalanceListener
 
-from shared.config import Settings
-from shared.kafka_io import TopicsNotReady, ensure_topics, make_consumer, wait_for_partitions
-from shared.redis_keys import RedisKeys
-from shared.schemas import InteractionEvent, ItemEvent
-from shared.topics import ITEMS, topic_name
-from stream.workers import build_history_worker, build_item_worker
+from learnrec.shared.config import Settings
+from learnrec.shared.kafka_io import (
+    TopicsNotReady,
+    ensure_topics,
+    make_consumer,
+    wait_for_partitions,
+)
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.schemas import InteractionEvent, ItemEvent
+from learnrec.shared.topics import ITEMS, topic_name
+from learnrec.stream.workers import build_history_worker, build_item_worker
 from tests.serving_support import LiveServer
 from tests.stream_helpers import HashEncoder, produce, wait_until
 

@@ -20,7 +20,7 @@ def test_short_demo_runs_end_to_end_and_writes_the_report(kafka_bootstrap, redis
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "REDIS_URL": redis_url,
            "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "demo", "--interactions", "600", "--rate", "120",
+        [sys.executable, "-m", "learnrec.cli", "demo", "--interactions", "600", "--rate", "120",
          "--history", "1500", "--pretrain-minutes", "0.3", "--publish-every", "4", "--report-dir", str(tmp_path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=420,
     )

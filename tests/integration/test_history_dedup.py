@@ -10,11 +10,11 @@ from collections import Counter, namedtuple
 import pytest
 from prometheus_client import REGISTRY
 
-from shared.popularity import bucket_of
-from shared.redis_keys import RedisKeys
-from shared.schemas import InteractionEvent
-from shared.worker import Accepted
-from stream.history_updater import RECENT_EVENT_IDS, HistoryHandler
+from learnrec.shared.popularity import bucket_of
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.schemas import InteractionEvent
+from learnrec.shared.worker import Accepted
+from learnrec.stream.history_updater import RECENT_EVENT_IDS, HistoryHandler
 
 pytestmark = pytest.mark.integration
 

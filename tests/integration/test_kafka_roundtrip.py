@@ -7,15 +7,15 @@ from collections.abc import Sequence
 
 import pytest
 
-from shared.dead_letter import DeadLetter, DeadLetterWriter
-from shared.kafka_io import ensure_topics, make_consumer, make_producer
-from shared.schemas import (
+from learnrec.shared.dead_letter import DeadLetter, DeadLetterWriter
+from learnrec.shared.kafka_io import ensure_topics, make_consumer, make_producer
+from learnrec.shared.schemas import (
     InteractionEvent,
     ItemEvent,
     decode_interaction_event,
     decode_item_event,
 )
-from shared.topics import (
+from learnrec.shared.topics import (
     DEAD_LETTER,
     GROUP_HISTORY_UPDATER,
     INTERACTIONS,
@@ -23,7 +23,7 @@ from shared.topics import (
     group_name,
     topic_name,
 )
-from shared.worker import Accepted, BatchResult, BatchWorker, values
+from learnrec.shared.worker import Accepted, BatchResult, BatchWorker, values
 from tests.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.redis_keys import RedisKeys
+from learnrec.shared.redis_keys import RedisKeys
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.api import create_app
-from shared.model_versions import ModelRegistry
-from shared.redis_keys import RedisKeys
+from learnrec.serving.api import create_app
+from learnrec.shared.model_versions import ModelRegistry
+from learnrec.shared.redis_keys import RedisKeys
 from tests.serving_support import export_tiny_version, item_vectors, put_items, unit, wait_until
 
 pytestmark = pytest.mark.integration

@@ -14,12 +14,12 @@ import time
 import httpx
 import pytest
 
+from learnrec.shared.kafka_io import ensure_topics
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.schemas import InteractionEvent, ItemEvent
+from learnrec.shared.topics import ITEMS
+from learnrec.stream.workers import build_history_worker, build_item_worker
 from learnrec.testing import BagOfWordsEncoder
-from shared.kafka_io import ensure_topics
-from shared.redis_keys import RedisKeys
-from shared.schemas import InteractionEvent, ItemEvent
-from shared.topics import ITEMS
-from stream.workers import build_history_worker, build_item_worker
 from tests.serving_support import LiveServer, wait_until
 from tests.stream_helpers import produce
 

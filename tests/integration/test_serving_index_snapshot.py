@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving import index_store
-from serving.index import ItemIndex
-from serving.versions import VersionHolder, VersionManager
-from shared.model_versions import ModelRegistry
-from shared.redis_keys import RedisKeys
+from learnrec.serving import index_store
+from learnrec.serving.index import ItemIndex
+from learnrec.serving.versions import VersionHolder, VersionManager
+from learnrec.shared.model_versions import ModelRegistry
+from learnrec.shared.redis_keys import RedisKeys
 from tests.serving_support import export_tiny_version, put_items, unit
 
 pytestmark = [pytest.mark.integration]

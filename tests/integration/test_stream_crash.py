@@ -12,11 +12,11 @@ from collections import Counter
 
 import pytest
 
-from shared.config import Settings, process_env
-from shared.kafka_io import ensure_topics
-from shared.model_versions import ModelRegistry
-from shared.redis_keys import RedisKeys
-from shared.schemas import InteractionEvent, ItemEvent
+from learnrec.shared.config import Settings, process_env
+from learnrec.shared.kafka_io import ensure_topics
+from learnrec.shared.model_versions import ModelRegistry
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.schemas import InteractionEvent, ItemEvent
 from tests.stream_helpers import produce, save_tiny_encoder, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -28,7 +28,7 @@ def _start(settings: Settings, worker: str, **extra: str) -> subprocess.Popen:
         "LEARNREC_METRICS_PORT": "0",
         **{f"LEARNREC_{k.upper()}": v for k, v in extra.items()},
     }
-    return subprocess.Popen([sys.executable, "-m", "shared.cli", "stream", worker], env=env,
+    return subprocess.Popen([sys.executable, "-m", "learnrec.cli", "stream", worker], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from shared.dead_letter import DeadLetter
-from shared.popularity import popular_items
-from shared.redis_keys import RedisKeys
-from shared.schemas import InteractionEvent
-from shared.topics import DEAD_LETTER, INTERACTIONS, topic_name
-from stream.workers import build_history_worker
+from learnrec.shared.dead_letter import DeadLetter
+from learnrec.shared.popularity import popular_items
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.schemas import InteractionEvent
+from learnrec.shared.topics import DEAD_LETTER, INTERACTIONS, topic_name
+from learnrec.stream.workers import build_history_worker
 from tests.kafka_helpers import read_topic
 from tests.stream_helpers import produce, wait_until
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from shared.dead_letter import DeadLetter
-from shared.model_versions import ModelRegistry
-from shared.redis_keys import RedisKeys
-from shared.schemas import ItemEvent
-from shared.topics import DEAD_LETTER, ITEMS, topic_name
-from stream.workers import build_item_worker
+from learnrec.shared.dead_letter import DeadLetter
+from learnrec.shared.model_versions import ModelRegistry
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.schemas import ItemEvent
+from learnrec.shared.topics import DEAD_LETTER, ITEMS, topic_name
+from learnrec.stream.workers import build_item_worker
 from tests.kafka_helpers import read_topic
 from tests.stream_helpers import HashEncoder, produce, save_tiny_encoder, wait_until
 

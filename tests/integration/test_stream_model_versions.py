@@ -7,11 +7,11 @@ import time
 import numpy as np
 import pytest
 
-from shared.bootstrap_model import ensure_current_version, export_content_projected
-from shared.model_versions import ModelRegistry, VersionCache, VersionError
-from shared.redis_keys import RedisKeys
-from stream.item_encoder import content_hash
-from stream.item_store import EncodedItem, ItemStore
+from learnrec.shared.bootstrap_model import ensure_current_version, export_content_projected
+from learnrec.shared.model_versions import ModelRegistry, VersionCache, VersionError
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.stream.item_encoder import content_hash
+from learnrec.stream.item_store import EncodedItem, ItemStore
 from tests.stream_helpers import HashEncoder
 
 pytestmark = pytest.mark.integration
@@ -178,8 +178,8 @@ def test_an_abandoned_publish_is_aborted_when_its_lease_runs_out(settings, redis
 
 
 def test_model_abort_command(settings, redis_client, encoder, monkeypatch, capsys):
-    from shared.cli import main
-    from shared.config import get_settings
+    from learnrec.cli.main import main
+    from learnrec.shared.config import get_settings
 
     for name, value in {"REDIS_URL": settings.redis_url, "LEARNREC_REDIS_PREFIX": settings.redis_prefix,
                         "LEARNREC_MODEL_DIR": str(settings.model_dir)}.items():

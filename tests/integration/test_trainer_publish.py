@@ -13,14 +13,14 @@ import httpx
 import pytest
 import torch
 
-from shared.kafka_io import ensure_topics
-from shared.model_versions import ModelRegistry
-from shared.redis_keys import RedisKeys
-from shared.schemas import InteractionEvent, ItemEvent
-from stream.workers import build_history_worker, build_item_worker
+from learnrec.shared.kafka_io import ensure_topics
+from learnrec.shared.model_versions import ModelRegistry
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.schemas import InteractionEvent, ItemEvent
+from learnrec.stream.workers import build_history_worker, build_item_worker
+from learnrec.trainer.worker import run
 from tests.serving_support import LiveServer, wait_until
 from tests.stream_helpers import HashEncoder, produce
-from trainer.worker import run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

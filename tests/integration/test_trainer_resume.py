@@ -15,16 +15,16 @@ import sys
 import numpy as np
 import pytest
 
-from shared.config import process_env
-from shared.kafka_io import ensure_topics
-from shared.redis_keys import RedisKeys
-from shared.schemas import InteractionEvent
+from learnrec.shared.config import process_env
+from learnrec.shared.kafka_io import ensure_topics
+from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.schemas import InteractionEvent
+from learnrec.trainer import checkpointing
 from tests.stream_helpers import produce, wait_until
-from trainer import checkpointing
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TRAIN_ONLINE = [sys.executable, "-m", "shared.cli", "train", "online", "--max-idle-s", "3"]
+TRAIN_ONLINE = [sys.executable, "-m", "learnrec.cli", "train", "online", "--max-idle-s", "3"]
 N_EVENTS = 3000
 
 

@@ -50,7 +50,7 @@ class SecuredRedis:
 
     def __enter__(self) -> SecuredRedis:
         server = shutil.which("redis-server")
-        assert server, "redis-server is needed (learnrec services up installs it)"
+        assert server, "redis-server is needed (python -m devtools.services up installs it)"
         self.process = subprocess.Popen(
             [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.folder), "--tls-port", str(self.tls_port),
@@ -76,8 +76,8 @@ class SaslKafka:
     storage is formatted)."""
 
     def __init__(self, folder: Path, password: str) -> None:
-        from shared.config import Settings
-        from shared.local_services import LocalServices, new_kafka_cluster_id
+        from devtools.local_services import LocalServices, new_kafka_cluster_id
+        from learnrec.shared.config import Settings
 
         self.folder = folder
         self.password = password

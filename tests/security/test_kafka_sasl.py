@@ -9,10 +9,10 @@ import uuid
 import pytest
 from kafka.errors import KafkaError
 
-from shared.config import Settings
-from shared.kafka_io import ensure_topics, make_consumer, make_producer
-from shared.schemas import ItemEvent
-from shared.topics import ITEMS, topic_name
+from learnrec.shared.config import Settings
+from learnrec.shared.kafka_io import ensure_topics, make_consumer, make_producer
+from learnrec.shared.schemas import ItemEvent
+from learnrec.shared.topics import ITEMS, topic_name
 from tests.security.secured_servers import SaslKafka
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

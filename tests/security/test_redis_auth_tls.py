@@ -8,9 +8,9 @@ import asyncio
 import pytest
 import redis
 
-from serving.service import ServingService
-from shared.config import Settings
-from shared.redis_client import make_redis
+from learnrec.serving.service import ServingService
+from learnrec.shared.config import Settings
+from learnrec.shared.redis_client import make_redis
 from tests.security.secured_servers import SecuredRedis
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ from kafka.future import Future
 
 from learnrec.client import EventError, EventProducer, InteractionEvent, ItemEvent, PublishError
 from learnrec.client import producer as producer_module
-from shared.config import Settings
-from shared.schemas import MAX_EVENT_BYTES
+from learnrec.shared.config import Settings
+from learnrec.shared.schemas import MAX_EVENT_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 

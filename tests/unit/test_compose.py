@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from shared.cli import COMMANDS
+from learnrec.cli.main import SUBCOMMANDS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,14 +20,14 @@ def test_compose_file_declares_servers_and_components():
     for name in ("item-encoder", "history-updater", "trainer", "serving"):
         service = services[name]
         assert service["build"] == "."
-        assert service["command"][0] in COMMANDS, f"{name} runs an unknown subcommand"
+        assert service["command"][0] in SUBCOMMANDS, f"{name} runs an unknown subcommand"
         assert service["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
     assert (ROOT / "Dockerfile").exists()
 
 
 def test_dockerfile_copies_every_package():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for package in ("shared", "stream", "trainer", "serving"):
+    for package in ("learnrec", "cli", "shared", "stream", "trainer", "serving", "demo"):
         assert f"COPY {package} ./{package}" in dockerfile
         assert (ROOT / package / "__init__.py").exists()
 

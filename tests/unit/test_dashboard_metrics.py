@@ -81,10 +81,10 @@ def exposed_names(registry: CollectorRegistry) -> set[str]:
 
 
 def _serving_registry() -> CollectorRegistry:
-    from serving.content_cache import ContentCache
-    from serving.metrics import ServingMetrics
-    from serving.shedding import LoadShedder
-    from serving.versions import VersionHolder
+    from learnrec.serving.content_cache import ContentCache
+    from learnrec.serving.metrics import ServingMetrics
+    from learnrec.serving.shedding import LoadShedder
+    from learnrec.serving.versions import VersionHolder
 
     metrics = ServingMetrics(VersionHolder(), ContentCache(10))  # what serving.service builds per app
     LoadShedder(None, max_in_flight=1, registry=metrics.registry)  # type: ignore[arg-type]  # as serving.api
@@ -93,13 +93,13 @@ def _serving_registry() -> CollectorRegistry:
 
 @pytest.fixture(scope="module")
 def exported() -> set[str]:
-    import shared.dead_letter  # noqa: F401
-    import shared.worker  # noqa: F401
-    import stream.history_updater  # noqa: F401
-    import stream.item_encoder  # noqa: F401
-    import stream.item_store  # noqa: F401
-    import trainer.gate  # noqa: F401
-    import trainer.worker  # noqa: F401
+    import learnrec.shared.dead_letter  # noqa: F401
+    import learnrec.shared.worker  # noqa: F401
+    import learnrec.stream.history_updater  # noqa: F401
+    import learnrec.stream.item_encoder  # noqa: F401
+    import learnrec.stream.item_store  # noqa: F401
+    import learnrec.trainer.gate  # noqa: F401
+    import learnrec.trainer.worker  # noqa: F401
 
     return exposed_names(REGISTRY) | exposed_names(_serving_registry())
 
@@ -191,7 +191,7 @@ class _Producer:
 
 
 def _reject(decode, *args) -> str:
-    from shared.schemas import EventError
+    from learnrec.shared.schemas import EventError
 
     with pytest.raises(EventError) as err:
         decode(*args)
@@ -199,8 +199,12 @@ def _reject(decode, *args) -> str:
 
 
 def test_dead_letters_are_counted_by_a_fixed_class_of_reason():
-    from shared.dead_letter import DeadLetterWriter, reason_class
-    from shared.schemas import MAX_EVENT_BYTES, decode_interaction_event, decode_item_record
+    from learnrec.shared.dead_letter import DeadLetterWriter, reason_class
+    from learnrec.shared.schemas import (
+        MAX_EVENT_BYTES,
+        decode_interaction_event,
+        decode_item_record,
+    )
 
     ok = {"event_id": "e", "user_id": "u", "item_id": "i"}
     cases = {
@@ -227,10 +231,10 @@ def test_dead_letters_are_counted_by_a_fixed_class_of_reason():
 
 
 def test_item_freshness_is_observed_when_the_vectors_are_written_and_never_negative():
-    from shared.schemas import ItemEvent
-    from shared.worker import Accepted
-    from stream.item_encoder import ItemEncoderHandler
-    from stream.item_store import WriteResult
+    from learnrec.shared.schemas import ItemEvent
+    from learnrec.shared.worker import Accepted
+    from learnrec.stream.item_encoder import ItemEncoderHandler
+    from learnrec.stream.item_store import WriteResult
 
     class Encoder:
         content_dim, model_id = 4, "fake"

@@ -1,4 +1,4 @@
-"""The history updater's decoding fast path (``model_validate_json`` in :mod:`shared.schemas`):
+"""The history updater's decoding fast path (``model_validate_json`` in :mod:`learnrec.shared.schemas`):
 whatever it accepts, ``json.loads`` + ``model_validate`` (the checked path, which gives the
 dead letters' reasons) accepts too, as an equal event. Mutated events, seeded."""
 
@@ -10,7 +10,7 @@ import random
 import pytest
 from pydantic import ValidationError
 
-from shared.schemas import InteractionEvent, ItemEvent, decode_interaction_event
+from learnrec.shared.schemas import InteractionEvent, ItemEvent, decode_interaction_event
 
 TOKENS = [b'"', b"\\", b",", b":", b"{", b"}", b"[", b"]", b"NaN", b"-Infinity", b"\x00", b"\xff", b"\xc3\xa9",
           b"\\u0000", b"\\ud83d\\ude00", b"\\ud800", b"1e999", b"-0", b"true", b"null", b" ", b"\t", b"1.5",

@@ -3,8 +3,8 @@
 import base64
 import uuid
 
-from shared import local_services
-from shared.local_services import new_kafka_cluster_id
+from devtools import local_services
+from devtools.local_services import new_kafka_cluster_id
 
 
 def test_cluster_id_never_starts_with_a_dash(monkeypatch):

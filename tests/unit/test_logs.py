@@ -5,7 +5,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from shared.logs import JsonFormatter
+from learnrec.shared.logs import JsonFormatter
 
 
 def test_json_formatter_escapes_and_keeps_extra_fields():
@@ -21,7 +21,7 @@ def _json_lines(caplog) -> list[dict]:
 
 
 def test_json_formatter_emits_the_event_id_of_a_trace_line():
-    logger = logging.getLogger("stream.history_updater")
+    logger = logging.getLogger("learnrec.stream.history_updater")
     record = logger.makeRecord(logger.name, logging.DEBUG, __file__, 1, "history event", (), None,
                                extra={"event_id": "ev-42", "offset": 7})
     line = JsonFormatter().format(record)
@@ -38,8 +38,8 @@ class _Redis:
 
 
 def _interactions(n: int):
-    from shared.schemas import InteractionEvent
-    from shared.worker import Accepted
+    from learnrec.shared.schemas import InteractionEvent
+    from learnrec.shared.worker import Accepted
 
     @dataclass
     class Record:
@@ -52,16 +52,16 @@ def _interactions(n: int):
 
 
 def test_the_history_updater_traces_each_event_id_at_debug_only(caplog):
-    from shared.config import Settings
-    from shared.redis_keys import RedisKeys
-    from stream.history_updater import HistoryHandler
+    from learnrec.shared.config import Settings
+    from learnrec.shared.redis_keys import RedisKeys
+    from learnrec.stream.history_updater import HistoryHandler
 
     handler = HistoryHandler(_Redis(), RedisKeys("t"), Settings())  # type: ignore[arg-type]
-    with caplog.at_level(logging.INFO, logger="stream.history_updater"):
+    with caplog.at_level(logging.INFO, logger="learnrec.stream.history_updater"):
         handler(_interactions(3))
     assert not [e for e in _json_lines(caplog) if "event_id" in e]  # nothing per event at INFO
     caplog.clear()
-    with caplog.at_level(logging.DEBUG, logger="stream.history_updater"):
+    with caplog.at_level(logging.DEBUG, logger="learnrec.stream.history_updater"):
         handler(_interactions(3))
     traced = [e for e in _json_lines(caplog) if "event_id" in e]
     assert [e["event_id"] for e in traced] == ["ev-0", "ev-1", "ev-2"]
@@ -71,20 +71,20 @@ def test_the_history_updater_traces_each_event_id_at_debug_only(caplog):
 def test_the_online_trainer_traces_each_event_id_it_consumes_at_debug_only(caplog):
     import numpy as np
 
-    from shared.config import Settings
-    from trainer.content import ContentTable
-    from trainer.online import OnlineTrainer, TrainConfig
-    from trainer.worker import TrainerLoop
+    from learnrec.shared.config import Settings
+    from learnrec.trainer.content import ContentTable
+    from learnrec.trainer.online import OnlineTrainer, TrainConfig
+    from learnrec.trainer.worker import TrainerLoop
 
     table = ContentTable(4)
     table.update(["i0", "i1"], np.eye(2, 4, dtype=np.float32))
     loop = TrainerLoop(Settings(), OnlineTrainer.from_scratch(table, TrainConfig(gate_events=10), "test"),
                        registry=None)  # type: ignore[arg-type]
-    with caplog.at_level(logging.INFO, logger="trainer.worker"):
+    with caplog.at_level(logging.INFO, logger="learnrec.trainer.worker"):
         loop.handle(_interactions(2))
     assert not [e for e in _json_lines(caplog) if "event_id" in e]
     caplog.clear()
-    with caplog.at_level(logging.DEBUG, logger="trainer.worker"):
+    with caplog.at_level(logging.DEBUG, logger="learnrec.trainer.worker"):
         loop.handle(_interactions(3))  # the first two again: fenced
     traced = [e for e in _json_lines(caplog) if "event_id" in e]
     assert [(e["event_id"], e["fenced"]) for e in traced] == [("ev-0", True), ("ev-1", True), ("ev-2", False)]
@@ -93,7 +93,7 @@ def test_the_online_trainer_traces_each_event_id_it_consumes_at_debug_only(caplo
 def test_the_process_setup_writes_one_json_object_per_line_even_for_tracebacks(monkeypatch):
     import io
 
-    from shared.logs import setup_logging
+    from learnrec.shared.logs import setup_logging
 
     out = io.StringIO()
     monkeypatch.setenv("LEARNREC_LOG_LEVEL", "debug")

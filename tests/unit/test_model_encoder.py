@@ -6,7 +6,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from shared.model.encoder import ContentEncoder, EmbeddingCache, resolve_encoder
+from learnrec.shared.model.encoder import ContentEncoder, EmbeddingCache, resolve_encoder
 
 from .tiny_hf import save_tiny_model
 

@@ -1,4 +1,4 @@
-from shared.model.item_text import item_text
+from learnrec.shared.model.item_text import item_text
 
 
 def test_full_template():

@@ -5,7 +5,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from shared.model.loss import full_softmax_loss, sampled_softmax_loss
+from learnrec.shared.model.loss import full_softmax_loss, sampled_softmax_loss
 
 TAU = 0.05
 

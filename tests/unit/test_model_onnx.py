@@ -8,8 +8,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from shared.model.onnx_export import export_version, new_version_id
-from shared.model.towers import LearnConfig, LearnModel
+from learnrec.shared.model.onnx_export import export_version, new_version_id
+from learnrec.shared.model.towers import LearnConfig, LearnModel
 
 ID_ITEMS = ["a", "b", "c", "d"]
 
@@ -28,7 +28,7 @@ def exported(tmp_path_factory):
 
 
 def _loaded(out):
-    from shared.version_towers import LoadedVersion, VersionInfo
+    from learnrec.shared.version_towers import LoadedVersion, VersionInfo
 
     meta = json.loads((out / "meta.json").read_text())
     fields = {k: meta[k] for k in VersionInfo.__dataclass_fields__ if k in meta}

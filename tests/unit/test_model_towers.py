@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from shared.model import checkpoint
-from shared.model.towers import LearnConfig, LearnModel
+from learnrec.shared.model import checkpoint
+from learnrec.shared.model.towers import LearnConfig, LearnModel
 
 
 def _model(**kw) -> LearnModel:

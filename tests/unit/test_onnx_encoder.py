@@ -5,11 +5,11 @@ The int8 bound on MiniLM itself is measured by ``bench.encoder_throughput``."""
 import numpy as np
 import pytest
 
-from shared.config import Settings
-from shared.model import onnx_encoder
-from shared.model.encoder import ContentEncoder
-from shared.model.onnx_encoder import OnnxContentEncoder
-from stream.item_encoder import load_encoder
+from learnrec.shared.config import Settings
+from learnrec.shared.model import onnx_encoder
+from learnrec.shared.model.encoder import ContentEncoder
+from learnrec.shared.model.onnx_encoder import OnnxContentEncoder
+from learnrec.stream.item_encoder import load_encoder
 
 from .tiny_hf import save_tiny_model
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.schemas import (
+from learnrec.shared.schemas import (
     MAX_ATTRIBUTES,
     MAX_EVENT_BYTES,
     MAX_ID_CHARS,

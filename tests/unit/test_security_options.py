@@ -2,9 +2,9 @@
 
 import pytest
 
-from shared.config import Settings
-from shared.kafka_io import kafka_security
-from shared.redis_client import redis_security
+from learnrec.shared.config import Settings
+from learnrec.shared.kafka_io import kafka_security
+from learnrec.shared.redis_client import redis_security
 
 
 def test_kafka_options_per_protocol():

@@ -5,9 +5,9 @@ import asyncio
 import numpy as np
 import pytest
 
-from serving import filters
-from serving.filters import NO_FILTER, ItemFacts, ItemFilter, filtered, parse_attributes
-from serving.index import ItemIndex
+from learnrec.serving import filters
+from learnrec.serving.filters import NO_FILTER, ItemFacts, ItemFilter, filtered, parse_attributes
+from learnrec.serving.index import ItemIndex
 
 
 def test_a_filter_matches_category_and_every_attribute():

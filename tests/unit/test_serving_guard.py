@@ -8,7 +8,7 @@ import pytest
 from fastapi import Body, FastAPI
 from fastapi.testclient import TestClient
 
-from serving.guard import RequestGuard, key_is_valid, parse_keys
+from learnrec.serving.guard import RequestGuard, key_is_valid, parse_keys
 
 
 def _client(keys: str = "k-old, k-new", metrics_open: bool = True, cap: int = 100) -> TestClient:

@@ -6,8 +6,8 @@ import hnswlib
 import numpy as np
 import pytest
 
-from serving import index as index_module
-from serving.index import ItemIndex
+from learnrec.serving import index as index_module
+from learnrec.serving.index import ItemIndex
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:

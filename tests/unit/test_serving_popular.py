@@ -1,7 +1,7 @@
 """PopularItems.top: exclusions and the servable filter (removed or unavailable items)."""
 
-from serving.popular import PopularItems
-from shared.config import Settings
+from learnrec.serving.popular import PopularItems
+from learnrec.shared.config import Settings
 
 
 def test_top_leaves_out_excluded_and_unservable_items():

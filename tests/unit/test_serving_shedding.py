@@ -5,7 +5,7 @@ import json
 
 from prometheus_client import CollectorRegistry
 
-from serving.shedding import LoadShedder
+from learnrec.serving.shedding import LoadShedder
 
 
 def test_requests_past_the_bound_are_shed_and_the_rest_served():

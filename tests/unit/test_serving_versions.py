@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from serving.index import ItemIndex
-from serving.versions import NotReady, ServingVersion, VersionHolder
-from shared.version_towers import VersionInfo
+from learnrec.serving.index import ItemIndex
+from learnrec.serving.versions import NotReady, ServingVersion, VersionHolder
+from learnrec.shared.version_towers import VersionInfo
 
 
 class _Towers:

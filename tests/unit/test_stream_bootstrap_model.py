@@ -7,7 +7,11 @@ import json
 import numpy as np
 import onnxruntime as ort
 
-from shared.bootstrap_model import bootstrap_version_id, export_content_projected, projection_matrix
+from learnrec.shared.bootstrap_model import (
+    bootstrap_version_id,
+    export_content_projected,
+    projection_matrix,
+)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from trainer.data import (
+from learnrec.trainer.data import (
     DATASETS,
     SeqDataset,
     cold_start,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.data import EvalSet, Split
-from trainer.evaluate import evaluate, longtail_items, metrics, ranks
+from learnrec.trainer.data import EvalSet, Split
+from learnrec.trainer.evaluate import evaluate, longtail_items, metrics, ranks
 
 
 def _fixed(scores):

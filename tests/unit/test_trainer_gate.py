@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from shared.version_towers import LoadedVersion, VersionInfo
+from learnrec.shared.version_towers import LoadedVersion, VersionInfo
+from learnrec.trainer.content import ContentTable
+from learnrec.trainer.gate import decide, not_worse, recall_at_k
 from tests.serving_support import export_tiny_version
-from trainer.content import ContentTable
-from trainer.gate import decide, not_worse, recall_at_k
 
 DIM, N = 8, 20
 

@@ -8,11 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from shared.config import Settings
-from shared.schemas import InteractionEvent
-from shared.worker import Accepted
-from trainer import worker as trainer_worker
-from trainer.worker import TrainerLoop
+from learnrec.shared.config import Settings
+from learnrec.shared.schemas import InteractionEvent
+from learnrec.shared.worker import Accepted
+from learnrec.trainer import worker as trainer_worker
+from learnrec.trainer.worker import TrainerLoop
 
 Record = namedtuple("Record", "topic partition offset")
 

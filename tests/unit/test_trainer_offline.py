@@ -13,20 +13,20 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from shared.cli import main
-from shared.model import checkpoint
-from shared.model.towers import LearnConfig, LearnModel
-from trainer.baselines import (
+from learnrec.cli.main import main
+from learnrec.shared.model import checkpoint
+from learnrec.shared.model.towers import LearnConfig, LearnModel
+from learnrec.trainer.baselines import (
     SASRecConfig,
     content_mean_scorer,
     popularity_scorer,
     sasrec_scorer,
     train_sasrec,
 )
-from trainer.data import SeqDataset, cold_start, leave_one_out
-from trainer.evaluate import evaluate
-from trainer.fit import FitConfig
-from trainer.offline import (
+from learnrec.trainer.data import SeqDataset, cold_start, leave_one_out
+from learnrec.trainer.evaluate import evaluate
+from learnrec.trainer.fit import FitConfig
+from learnrec.trainer.offline import (
     ItemInputs,
     LearnTrainConfig,
     id_items_of,
@@ -34,7 +34,7 @@ from trainer.offline import (
     next_item_loss,
     train_offline,
 )
-from trainer.windows import cut_windows, length_batches, window_batches
+from learnrec.trainer.windows import cut_windows, length_batches, window_batches
 
 from .tiny_hf import save_tiny_model
 
@@ -162,8 +162,8 @@ def test_length_batches_cover_everything_once_with_little_padding():
 
 
 def test_early_stopping_scores_a_fixed_sample_of_a_large_validation_set():
-    from trainer.data import EvalSet
-    from trainer.fit import validation_sample
+    from learnrec.trainer.data import EvalSet
+    from learnrec.trainer.fit import validation_sample
 
     valid = EvalSet([np.array([k]) for k in range(50)], np.arange(50))
     assert validation_sample(valid, 100, seed=0) is valid

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from shared.model.onnx_export import export_version
-from shared.model.towers import LearnConfig, LearnModel
-from shared.schemas import InteractionEvent
-from trainer import checkpointing
-from trainer.content import ContentTable
-from trainer.examples import collate, examples_from_snapshots
-from trainer.id_index import IdIndex
-from trainer.online import OnlineTrainer, TrainConfig
-from trainer.sequences import ReplayBuffer, UserSequences
+from learnrec.shared.model.onnx_export import export_version
+from learnrec.shared.model.towers import LearnConfig, LearnModel
+from learnrec.shared.schemas import InteractionEvent
+from learnrec.trainer import checkpointing
+from learnrec.trainer.content import ContentTable
+from learnrec.trainer.examples import collate, examples_from_snapshots
+from learnrec.trainer.id_index import IdIndex
+from learnrec.trainer.online import OnlineTrainer, TrainConfig
+from learnrec.trainer.sequences import ReplayBuffer, UserSequences
 
 DIM = 8
 
@@ -159,7 +159,7 @@ def test_the_history_window_is_the_models_and_scores_match_the_served_towers(tmp
     """Train/serve parity: the trainer feeds the user tower the model's ``max_len`` latest items
     (what serving feeds it: the exported ``max_history``), and its user and item vectors equal
     those of the exported version, every item encoded alone."""
-    from shared.version_towers import LoadedVersion, VersionInfo
+    from learnrec.shared.version_towers import LoadedVersion, VersionInfo
 
     trainer = _trainer(max_len=5)
     trainer.add(_events(200))

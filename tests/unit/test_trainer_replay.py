@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.model.towers import LearnConfig, LearnModel
-from shared.schemas import InteractionEvent
-from trainer.content import ContentTable
-from trainer.data import load_dataset
-from trainer.id_index import IdIndex
-from trainer.online import OnlineTrainer, TrainConfig
-from trainer.prequential import Prequential, ServedModel, curve
-from trainer.stream_order import event_times, time_ordered
+from learnrec.shared.model.towers import LearnConfig, LearnModel
+from learnrec.shared.schemas import InteractionEvent
+from learnrec.trainer.content import ContentTable
+from learnrec.trainer.data import load_dataset
+from learnrec.trainer.id_index import IdIndex
+from learnrec.trainer.online import OnlineTrainer, TrainConfig
+from learnrec.trainer.prequential import Prequential, ServedModel, curve
+from learnrec.trainer.stream_order import event_times, time_ordered
 
 
 def _log(tmp_path):

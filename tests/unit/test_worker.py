@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from kafka.errors import CommitFailedError, KafkaTimeoutError
 
-from shared.config import Settings
-from shared.dead_letter import DeadLetterWriter
-from shared.schemas import EventError, InteractionEvent
-from shared.worker import Accepted, BatchResult, BatchWorker, values
+from learnrec.shared.config import Settings
+from learnrec.shared.dead_letter import DeadLetterWriter
+from learnrec.shared.schemas import EventError, InteractionEvent
+from learnrec.shared.worker import Accepted, BatchResult, BatchWorker, values
 
 
 @dataclass
@@ -118,9 +118,9 @@ def test_a_refused_commit_does_not_stop_the_worker():
 
 
 def test_the_trainer_never_applies_a_redelivered_record_twice():
-    from trainer.content import ContentTable
-    from trainer.online import OnlineTrainer, TrainConfig
-    from trainer.worker import TrainerLoop
+    from learnrec.trainer.content import ContentTable
+    from learnrec.trainer.online import OnlineTrainer, TrainConfig
+    from learnrec.trainer.worker import TrainerLoop
 
     table = ContentTable(4)
     table.update(["i0", "i1"], np.eye(2, 4, dtype=np.float32))

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from shared.config import get_settings
-from shared.model_versions import ModelRegistry
-from shared.redis_client import make_redis
+from learnrec.shared.config import get_settings
+from learnrec.shared.model_versions import ModelRegistry
+from learnrec.shared.redis_client import make_redis
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     registry = ModelRegistry.from_settings(settings, make_redis(settings))
     if args.action == "bootstrap":
-        from shared.bootstrap_model import ensure_current_version
-        from stream.item_encoder import load_encoder
+        from learnrec.shared.bootstrap_model import ensure_current_version
+        from learnrec.stream.item_encoder import load_encoder
 
         encoder = load_encoder(settings)
         print(ensure_current_version(settings, registry, encoder.model_id, encoder.content_dim))

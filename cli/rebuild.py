@@ -1,14 +1,14 @@
 """``learnrec rebuild --yes``: empty this deployment's Redis state so that the stream workers
 rebuild it from the Kafka logs (what they do by themselves when Redis is wiped or replaced:
-:mod:`shared.rebuild`). Serving answers 503 until the state is back."""
+:mod:`learnrec.shared.rebuild`). Serving answers 503 until the state is back."""
 
 from __future__ import annotations
 
 import argparse
 
-from shared.config import get_settings
-from shared.redis_client import make_redis
-from shared.redis_keys import RedisKeys
+from learnrec.shared.config import get_settings
+from learnrec.shared.redis_client import make_redis
+from learnrec.shared.redis_keys import RedisKeys
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

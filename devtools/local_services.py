@@ -16,7 +16,6 @@ import base64
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.config import Settings
+from learnrec.shared.config import Settings
+from learnrec.shared.kafka_io import kafka_answers
+from learnrec.shared.redis_client import redis_answers
 
 LOG4J_VERSION = "2.24.3"
 
@@ -263,37 +264,6 @@ def _install_redis() -> str:
     if binary is None:
         raise ServiceError("apt-get installed redis-server but it is not on PATH")
     return binary
-
-
-def redis_answers(url: str) -> bool:
-    """True when a Redis server at ``url`` answers PING."""
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1).ping())
-    except Exception:
-        return False
-
-
-def kafka_answers(bootstrap: str) -> bool:
-    """True when the broker at ``bootstrap`` accepts a connection and returns its metadata."""
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=1):
-            pass
-    except OSError:
-        return False
-    from kafka import KafkaAdminClient
-
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, client_id="learnrec-probe")
-        try:
-            admin.list_topics()
-        finally:
-            admin.close()
-        return True
-    except Exception:
-        return False
 
 
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">

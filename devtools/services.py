@@ -1,20 +1,21 @@
-"""``learnrec services up|down|status|env``: local Kafka and Redis."""
+"""``python -m devtools.services up|down|status|env``: local Kafka and Redis for development and
+tests (``up`` and ``env`` print the ``export`` lines that point learnrec at them)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from shared.config import get_settings
-from shared.local_services import LocalServices, ServiceError
+from devtools.local_services import LocalServices, ServiceError
+from learnrec.shared.config import get_settings
+from learnrec.shared.logs import setup_logging
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.services", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["up", "down", "status", "env"])
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
+    args = parser.parse_args(argv)
+    setup_logging()
     services = LocalServices(get_settings())
     try:
         if args.action == "up":
@@ -34,3 +35,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

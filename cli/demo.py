@@ -12,10 +12,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from demo import sources
-from demo.runner import DemoOptions, DemoRun
-from shared.config import Settings, get_settings
-from shared.local_services import LocalServices, kafka_answers, redis_answers
+from learnrec.demo import sources
+from learnrec.demo.runner import DemoOptions, DemoRun
+from learnrec.shared.config import Settings, get_settings
+from learnrec.shared.kafka_io import kafka_answers
+from learnrec.shared.redis_client import redis_answers
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -39,8 +40,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def ensure_services(settings: Settings, console: Console) -> Settings:
-    """Kafka and Redis: already answering, else Docker Compose when a daemon answers, else the
-    local launcher. Returns the settings pointing at them."""
+    """Kafka and Redis: already answering (``make demo`` starts the local ones), else Docker
+    Compose when a daemon answers. Returns the settings pointing at them."""
     if kafka_answers(settings.kafka_bootstrap_servers) and redis_answers(settings.redis_url):
         return settings
     docker = shutil.which("docker")
@@ -48,11 +49,9 @@ def ensure_services(settings: Settings, console: Console) -> Settings:
         console.print("starting Kafka and Redis with docker compose...")
         subprocess.run([docker, "compose", "up", "-d", "--wait", "kafka", "redis"], check=True)
         return settings
-    console.print("starting local Kafka and Redis...")
-    services = LocalServices(settings)
-    services.up()
-    return settings.model_copy(update={"kafka_bootstrap_servers": services.kafka_bootstrap,
-                                       "redis_url": services.redis_url})
+    raise SystemExit(f"no Kafka at {settings.kafka_bootstrap_servers} or no Redis at "
+                     f"{settings.redis_url}: start them (`make demo` does, with the local "
+                     "launcher), run a Docker daemon, or set KAFKA_BOOTSTRAP_SERVERS and REDIS_URL")
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

@@ -6,7 +6,7 @@ import argparse
 
 import uvicorn
 
-from shared.config import get_settings
+from learnrec.shared.config import get_settings
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     uvicorn.run(
-        "serving.asgi:app",
+        "learnrec.serving.asgi:app",
         host=args.host,
         port=args.port,
         workers=args.workers,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from shared.config import get_settings
+from learnrec.shared.config import get_settings
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream import workers
+    from learnrec.stream import workers
     settings = get_settings()
     worker = getattr(workers, _WORKERS[args.worker].build)(settings)
     port = settings.metrics_port if args.metrics_port is None else args.metrics_port

@@ -1,35 +1,27 @@
-"""``learnrec train MODE ...``: one sub-subcommand per training mode.
-
-:data:`MODES` maps a mode to ``"module:function"`` and its help; the
-function receives the mode's argparse parser, adds its arguments and sets ``func``. It must
-import lightly (heavy imports belong in the ``func`` it sets): every mode is configured.
-"""
+"""``learnrec train offline|online``: train on a data set, or learn from the interaction
+stream. Every mode is configured, so configuring imports lightly: torch and the trainer load in
+the ``func`` a mode runs."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 from pathlib import Path
-
-MODES: dict[str, tuple[str, str]] = {
-    "offline": ("trainer.commands:configure_offline", "Train on a data set; write a checkpoint and a model version"),
-    "online": ("trainer.online_cli:configure", "Learn from the interaction stream; publish model versions"),
-}
 
 log = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     modes = parser.add_subparsers(dest="train_mode", required=True, metavar="MODE")
-    for name, (target, help_text) in MODES.items():
-        module, func = target.split(":")
-        getattr(importlib.import_module(module), func)(modes.add_parser(name, help=help_text))
+    configure_offline(modes.add_parser(
+        "offline", help="Train on a data set; write a checkpoint and a model version"))
+    configure_online(modes.add_parser(
+        "online", help="Learn from the interaction stream; publish model versions"))
 
 
 def configure_offline(parser: argparse.ArgumentParser) -> None:
-    from shared.config import get_settings
+    from learnrec.shared.config import get_settings
 
     settings = get_settings()
     parser.add_argument("--data", required=True, help="UniSRec folder, RecBole folder or .jsonl log")
@@ -52,12 +44,12 @@ def configure_offline(parser: argparse.ArgumentParser) -> None:
 def run_offline(args: argparse.Namespace) -> int:
     import torch
 
-    from shared.model import checkpoint
-    from shared.model.encoder import ContentEncoder, EmbeddingCache
-    from shared.model.onnx_export import export_version, new_version_id
-    from trainer.data import load_dataset, make_split
-    from trainer.evaluate import evaluate
-    from trainer.offline import default_configs, id_items_of, learn_scorer, train_offline
+    from learnrec.shared.model import checkpoint
+    from learnrec.shared.model.encoder import ContentEncoder, EmbeddingCache
+    from learnrec.shared.model.onnx_export import export_version, new_version_id
+    from learnrec.trainer.data import load_dataset, make_split
+    from learnrec.trainer.evaluate import evaluate
+    from learnrec.trainer.offline import default_configs, id_items_of, learn_scorer, train_offline
 
     torch.set_num_threads(args.threads)
     ds = load_dataset(args.data)
@@ -93,4 +85,19 @@ def run_offline(args: argparse.Namespace) -> int:
     print(json.dumps({"version": meta["version"], "version_dir": str(args.out / version),
                       "checkpoint": str(ckpt), "train_seconds": round(report["train_seconds"], 1),
                       "test": test}, indent=2))
+    return 0
+
+
+def configure_online(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-idle-s", type=float, default=None, help="exit after this long without events")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="Prometheus port (default LEARNREC_METRICS_PORT; 0 disables)")
+    parser.set_defaults(func=run_online)
+
+
+def run_online(args: argparse.Namespace) -> int:
+    from learnrec.shared.config import get_settings
+    from learnrec.trainer.worker import run
+
+    run(get_settings(), max_idle_s=args.max_idle_s, metrics_port=args.metrics_port)
     return 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from shared.config import get_settings
-from shared.kafka_io import ensure_topics
+from learnrec.shared.config import get_settings
+from learnrec.shared.kafka_io import ensure_topics
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

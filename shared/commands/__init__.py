@@ -1,1 +1,0 @@
-"""Subcommands of the ``learnrec`` CLI that belong to no single component."""
