@@ -6,6 +6,7 @@ COPY pyproject.toml README.md ./
 COPY learnrec ./learnrec
 COPY cli ./cli
 COPY shared ./shared
+COPY versions ./versions
 COPY stream ./stream
 COPY trainer ./trainer
 COPY serving ./serving

@@ -30,11 +30,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from learnrec.shared.bootstrap_model import export_content_projected
 from learnrec.shared.config import Settings, get_settings
-from learnrec.shared.model_versions import ModelRegistry
 from learnrec.shared.redis_client import make_redis
 from learnrec.shared.redis_keys import RedisKeys
+from learnrec.versions.bootstrap import export_content_projected
+from learnrec.versions.registry import ModelRegistry
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONTENT_DIM = 16

@@ -43,6 +43,7 @@ from devtools.local_services import LocalServices
 from learnrec.demo.processes import Component, free_port
 from learnrec.shared.config import Settings, process_env
 from learnrec.shared.kafka_io import ensure_topics, make_producer
+from learnrec.shared.model import checkpoint
 from learnrec.shared.redis_client import make_redis
 from learnrec.shared.redis_keys import RedisKeys
 from learnrec.shared.topics import (
@@ -54,7 +55,6 @@ from learnrec.shared.topics import (
     group_name,
     topic_name,
 )
-from learnrec.trainer import checkpointing
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CELLS = ("kill-history", "kill-items", "kill-trainer", "kill-serving", "join-leave", "broker-restart",
@@ -155,7 +155,7 @@ def _fault(cell: str, system: System) -> None:
 
 
 def _trainer_tally(system: System, load: EventLoad) -> dict:
-    _, extra = checkpointing.load(system.checkpoint)
+    _, extra = checkpoint.load(system.checkpoint)
     audit = extra.get("audit", {})
     counts = [audit.get(e.event_id, 0) for e in load.acked]
     return {"trained_once": counts.count(1), "trainer_lost": counts.count(0),

@@ -6,7 +6,7 @@
     python -m bench.quality --dataset ml-100k --models learn,learn-content,learn-id,learn-no-id-dropout --tag ablation
     python -m bench.quality --models learn --encoder-runtime onnx-int8 --tag int8
 
-Trained models (each with the same :class:`~learnrec.trainer.fit.FitConfig`: batch, learning-rate
+Trained models (each with the same offline :class:`~learnrec.trainer.config.TrainConfig`: batch, learning-rate
 schedule, evaluation every ``eval_every`` steps, early stopping on validation NDCG@10, and at
 most ``--minutes`` of wall time; LEARN and SASRec with the settings that won their own grid of
 the same size on this data set's validation split, ``bench.tune``, when it was run; on the cold
@@ -55,7 +55,7 @@ LEARN_VARIANTS = {
     "learn-no-id-dropout": ({"id_dropout": 0.0}, {}),
     # 512 uniform negatives: on amazon-scientific the share of the catalogue (12%) that the
     # default 2,048 are of a 17,000-item one
-    "learn-sampled": ({}, {"full_softmax_max_items": 0, "sampled_negatives": 512}),
+    "learn-sampled": ({}, {"full_softmax_max_items": 0, "negatives": 512}),
     "content": ({"item_ids": "none", "item_tower": "none"}, {}),
 }
 REPORT_KEYS = ("train_seconds", "steps", "best_step", "examples_seen", "stopped_by", "windows")
@@ -67,11 +67,9 @@ def _entry(scorer, split: Split, report: dict | None = None) -> dict:
     entry["unmasked"] = {g: v for g, v in evaluate(scorer, split, mask_history=False).items() if g in GROUPS}
     if report is not None:
         entry["training"] = {k: report[k] for k in REPORT_KEYS} | {
-            "valid": report["valid"], "budget_minutes": report["fit_config"]["max_minutes"],
-            "fit_config": report["fit_config"], "model_config": report["model_config"],
+            "valid": report["valid"], "budget_minutes": report["train_config"]["offline"]["max_minutes"],
+            "train_config": report["train_config"], "model_config": report["model_config"],
             "curve": report["history"]}
-        if "train_config" in report:
-            entry["training"]["train_config"] = report["train_config"]
     return entry
 
 
@@ -149,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
             model_kw, train_kw = LEARN_VARIANTS[name]
             model_cfg, train_cfg = learn_configs(tuned["learn"] or {}, content.shape[1], **budget)
             model, inputs, report = train_offline(split, content, replace(model_cfg, **model_kw),
-                                                  replace(train_cfg, **train_kw))
+                                                  train_cfg.override(**train_kw))
             models[name] = _entry(learn_scorer(model, inputs), split, report) | {"tuned": tuned["learn"]}
         elif name == "sasrec":
             model, report = train_sasrec(split, *sasrec_configs(tuned["sasrec"] or {}, **budget))

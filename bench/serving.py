@@ -11,11 +11,9 @@ fresh key prefix that is deleted afterwards:
    here builds its index and saves it as the version's snapshot (``index_build_s``);
 3. starts ``learnrec serve`` in a subprocess, which loads that snapshot (``server_ready_s``: its
    start to ready, at a million items the figure the 30-second target is about), and drives ``GET /v1/users/{u}/recommendations``
-   with an open-loop generator: requests leave at scheduled times whatever the earlier ones are
-   doing, and latency counts from the scheduled time, so a stalled server cannot hide its
-   queueing (no coordinated omission). The client is a minimal keep-alive HTTP/1.1 client on
-   the standard asyncio loop (finer timers than uvloop's millisecond clock), far cheaper per
-   request than a general one, which matters on two cores shared with the server.
+   with an open-loop generator (``bench.serving_load``): requests leave at scheduled times
+   whatever the earlier ones are doing, and latency counts from the scheduled time, so a
+   stalled server cannot hide its queueing (no coordinated omission).
 
 Writes ``bench/results/serving.json``: ``catalogue``, ``rps[rate]`` (``p50_ms``, ``p99_ms``
 over every request, ``accepted_p50_ms`` / ``accepted_p99_ms`` over the answered ones (200),
@@ -42,19 +40,18 @@ import httpx
 import numpy as np
 
 from bench.scratch import delete_scratch
+from bench.serving_load import open_loop, percentiles
 from learnrec.serving.service import ServingService
 from learnrec.shared.config import Settings, process_env
 from learnrec.shared.model.onnx_export import export_version
 from learnrec.shared.model.towers import LearnConfig, LearnModel
-from learnrec.shared.model_versions import ModelRegistry
 from learnrec.shared.redis_client import make_redis
 from learnrec.shared.redis_keys import RedisKeys
+from learnrec.versions.registry import ModelRegistry
 
 RESULTS = Path(__file__).parent / "results" / "serving.json"
 RATES = (50, 100, 200, 400)
 FILL_BATCH = 5000
-MAX_CONNECTIONS = 64  # requests beyond wait for a connection; their wait counts as latency
-KEEP_ALIVE_S = 3.0  # reuse idle connections younger than this (uvicorn closes them after 5 s)
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -94,13 +91,6 @@ def fill(settings: Settings, args: argparse.Namespace) -> str:
     return version
 
 
-
-
-def _percentiles(latencies_s: list[float]) -> tuple[float, float]:
-    ms = np.asarray(latencies_s) * 1000
-    return round(float(np.percentile(ms, 50)), 3), round(float(np.percentile(ms, 99)), 3)
-
-
 async def measure_floor(settings: Settings, users: int, requests: int) -> tuple[float, float, float]:
     """(p50 ms, p99 ms, index load s) of ``Recommender.for_user``, one request at a time."""
     service = ServingService(settings)
@@ -120,89 +110,7 @@ async def measure_floor(settings: Settings, users: int, requests: int) -> tuple[
             latencies.append(time.perf_counter() - t0)
     finally:
         await service.stop()
-    return (*_percentiles(latencies), round(load_s, 2))
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection doing GETs (responses with Content-Length)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.last_used = time.perf_counter()
-
-    async def get(self, path: str) -> int:
-        self.last_used = time.perf_counter()
-        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        await self.reader.readexactly(length)
-        return int(head[9:12])
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-async def open_loop(port: int, users: int, rate: int, duration_s: float, timeout_s: float) -> dict:
-    """Send ``rate`` requests per second for ``duration_s`` at fixed times; latency per request
-    from its scheduled time to the end of its response. A request not answered within
-    ``timeout_s`` of its scheduled time is an error."""
-    idle: list[Connection] = []
-    latencies: list[float] = []
-    by_outcome: dict[str, list[float]] = {}
-    outcomes: dict[str, int] = {}
-    slots = asyncio.Semaphore(MAX_CONNECTIONS)
-    rng = np.random.default_rng(rate)
-    total = int(rate * duration_s)
-    t0 = time.perf_counter() + 0.1
-
-    async def checkout() -> Connection:
-        """An idle connection the server has not timed out (uvicorn: 5 s), else a new one."""
-        while idle:
-            conn = idle.pop()
-            if time.perf_counter() - conn.last_used < KEEP_ALIVE_S:
-                return conn
-            conn.close()
-        return Connection(*await asyncio.open_connection("127.0.0.1", port))
-
-    async def request(path: str) -> int:
-        conn = await checkout()
-        try:
-            status = await conn.get(path)
-        except BaseException:  # an error or the timeout: the connection's state is unknown
-            conn.close()
-            raise
-        idle.append(conn)
-        return status
-
-    async def one(i: int, user: int) -> None:
-        scheduled = t0 + i / rate
-        await asyncio.sleep(scheduled - time.perf_counter())
-        async with slots:
-            try:
-                remaining = scheduled + timeout_s - time.perf_counter()
-                outcome = str(await asyncio.wait_for(
-                    request(f"/v1/users/user-{user}/recommendations?k=10"), remaining
-                ))
-            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as err:
-                outcome = type(err).__name__
-        latencies.append(time.perf_counter() - scheduled)
-        by_outcome.setdefault(outcome, []).append(latencies[-1])
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
-
-    await asyncio.gather(*(one(i, int(u)) for i, u in enumerate(rng.integers(0, users, total))))
-    elapsed = time.perf_counter() - t0
-    for conn in idle:
-        conn.close()
-    p50, p99 = _percentiles(latencies)
-    errors = total - outcomes.get("200", 0)
-    accepted = _percentiles(by_outcome["200"]) if "200" in by_outcome else (None, None)
-    shed = _percentiles(by_outcome["503"]) if "503" in by_outcome else (None, None)
-    return {"p50_ms": p50, "p99_ms": p99, "error_rate": errors / total, "sent": total,
-            "achieved_rps": round(total / elapsed, 1), "outcomes": outcomes,
-            "accepted_p50_ms": accepted[0], "accepted_p99_ms": accepted[1], "shed_p99_ms": shed[1]}
+    return (*percentiles(latencies), round(load_s, 2))
 
 
 def start_server(settings: Settings, port: int, log_path: Path) -> subprocess.Popen:

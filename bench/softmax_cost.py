@@ -7,7 +7,7 @@ for each catalogue size the step (forward, backward, AdamW) is timed with every 
 negative and with ``--negatives`` sampled ones, alternating, medians of ``--repeats``. The
 full softmax runs the item tower over the whole catalogue every step, so its cost grows with
 the catalogue; the sampled one does not. Writes ``bench/results/softmax-cost.json``; the
-threshold in :class:`learnrec.trainer.offline.LearnTrainConfig` (``full_softmax_max_items``) is chosen
+threshold in :class:`learnrec.trainer.config.TrainConfig` (``full_softmax_max_items``) is chosen
 from it (docs/MODEL.md).
 """
 
@@ -18,7 +18,6 @@ import json
 import os
 import statistics
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +38,7 @@ def _batch(n_items: int, batch: int, length: int, rng: np.random.Generator):
 def step_seconds(n_items: int, sampled: bool, args, rng: np.random.Generator) -> list[float]:
     model_cfg, train_cfg = default_configs(384)
     model_cfg.id_rows = n_items
-    train_cfg = replace(train_cfg, full_softmax_max_items=0 if sampled else n_items,
-                        sampled_negatives=args.negatives)
+    train_cfg = train_cfg.override(full_softmax_max_items=0 if sampled else n_items, negatives=args.negatives)
     content = rng.standard_normal((n_items, 384)).astype(np.float32)
     inputs = ItemInputs(content / np.linalg.norm(content, axis=1, keepdims=True), np.arange(n_items))
     model = LearnModel(model_cfg).train()

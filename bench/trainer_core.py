@@ -19,8 +19,9 @@ import torch
 
 from learnrec.shared.config import Settings
 from learnrec.shared.schemas import InteractionEvent
+from learnrec.trainer.config import TrainConfig
 from learnrec.trainer.content import ContentTable
-from learnrec.trainer.online import OnlineTrainer, TrainConfig
+from learnrec.trainer.online import OnlineTrainer
 
 
 def synthetic_events(n: int, users: int, items: int, seed: int = 1) -> list[InteractionEvent]:
@@ -39,7 +40,9 @@ def bench(threads: int, events: int, warmup: int, users: int, items: int, dim: i
     vectors = rng.standard_normal((items, dim)).astype(np.float32)
     content = ContentTable(dim)
     content.update([f"i{k}" for k in range(items)], vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
-    trainer = OnlineTrainer.from_scratch(content, TrainConfig.from_settings(Settings()), "bench-random")
+    settings = Settings()
+    trainer = OnlineTrainer.from_scratch(content, TrainConfig.from_settings(settings), "bench-random",
+                                         settings.trainer_item_ids)
     stream = synthetic_events(warmup + events, users, items)
     for start in range(0, warmup, chunk):
         trainer.add(stream[start : min(start + chunk, warmup)])

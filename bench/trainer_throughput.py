@@ -31,15 +31,16 @@ import torch
 from bench.scratch import delete_scratch
 from learnrec.shared.config import Settings
 from learnrec.shared.kafka_io import ensure_topics, make_producer
-from learnrec.shared.model_versions import ModelRegistry
 from learnrec.shared.redis_client import make_redis
 from learnrec.shared.redis_keys import RedisKeys
 from learnrec.shared.schemas import InteractionEvent
 from learnrec.shared.topics import INTERACTIONS, topic_name
+from learnrec.trainer.config import TrainConfig
 from learnrec.trainer.content import ContentTable
-from learnrec.trainer.online import OnlineTrainer, TrainConfig
-from learnrec.trainer.publish import publish_model
+from learnrec.trainer.online import OnlineTrainer
 from learnrec.trainer.worker import run
+from learnrec.versions.export import publish_model
+from learnrec.versions.registry import ModelRegistry
 
 log = logging.getLogger("bench.trainer_throughput")
 
@@ -80,7 +81,8 @@ def bench_training(settings: Settings, events: int, users: int, items: int) -> d
 
 def bench_publish(settings: Settings, client, n_items: int, dim: int) -> dict:
     put_items(client, RedisKeys.from_settings(settings), n_items, dim)
-    trainer = OnlineTrainer.from_scratch(ContentTable(dim), TrainConfig.from_settings(settings), "bench-random")
+    trainer = OnlineTrainer.from_scratch(ContentTable(dim), TrainConfig.from_settings(settings), "bench-random",
+                                         settings.trainer_item_ids)
     registry = ModelRegistry.from_settings(settings, client)
     report = publish_model(trainer.model, registry, "bench-random",
                            batch_size=settings.trainer_publish_batch_size, keep=settings.trainer_keep_versions)

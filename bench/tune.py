@@ -4,10 +4,11 @@
     python -m bench.tune --dataset amazon-scientific --model learn --grid dropout=0.2,0.5 lr=0.001,0.003
     python -m bench.tune --dataset amazon-scientific --model learn --split cold --grid id_dropout=0.25,0.5
 
-Every configuration of the grid is trained with the same :class:`~learnrec.trainer.fit.FitConfig`
-(``--minutes`` of wall time, early stopping on validation NDCG@10) and scored on the
-validation split only; the test split is never looked at. Keys are fields of the model's
-config (``LearnConfig`` / ``SASRecConfig``), of ``LearnTrainConfig`` or of ``FitConfig``.
+Every configuration of the grid is trained with the same offline
+:class:`~learnrec.trainer.config.TrainConfig` (``--minutes`` of wall time, early stopping on
+validation NDCG@10) and scored on the validation split only; the test split is never looked at.
+Keys are fields of the model's config (``LearnConfig`` / ``SASRecConfig``) or training settings
+(:meth:`~learnrec.trainer.config.TrainConfig.override`: ``lr``, ``batch_size``, ``max_steps``...).
 On the cold split, validation has its own cold items (:func:`learnrec.trainer.data.cold_start`) and each
 record adds the best model's validation figures per group (``valid_groups``: warm and cold).
 Appends one record per configuration to ``bench/results/tuning-<dataset>-<model>[-cold].json``
@@ -26,11 +27,11 @@ import torch
 
 from learnrec.shared.model.encoder import ContentEncoder, EmbeddingCache
 from learnrec.shared.model.towers import LearnConfig
-from learnrec.trainer.baselines import SASREC_FIT, SASRecConfig, sasrec_scorer, train_sasrec
+from learnrec.trainer.baselines import SASREC_TRAIN, SASRecConfig, sasrec_scorer, train_sasrec
+from learnrec.trainer.config import TrainConfig
 from learnrec.trainer.data import data_path, load_dataset, make_split
 from learnrec.trainer.evaluate import evaluate
-from learnrec.trainer.fit import FitConfig
-from learnrec.trainer.offline import LearnTrainConfig, default_configs, learn_scorer, train_offline
+from learnrec.trainer.offline import default_configs, learn_scorer, train_offline
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -44,28 +45,25 @@ def _value(text: str):
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
-def _split(settings: dict, *classes) -> list[dict]:
-    names = [{f.name for f in fields(c)} for c in classes]
-    unknown = set(settings) - set().union(*names)
-    if unknown:
-        raise SystemExit(f"unknown settings {sorted(unknown)}")
-    return [{k: v for k, v in settings.items() if k in n} for n in names]
+def _split(settings: dict, model_class: type) -> tuple[dict, dict]:
+    """``settings`` -> (the fields of ``model_class``, the rest: training settings)."""
+    names = {f.name for f in fields(model_class)}
+    return ({k: v for k, v in settings.items() if k in names},
+            {k: v for k, v in settings.items() if k not in names})
 
 
-def learn_configs(settings: dict, content_dim: int, **budget) -> tuple[LearnConfig, LearnTrainConfig]:
-    """LEARN's default configs with ``settings`` (fields of any of its config classes) and the
-    ``budget`` (``FitConfig`` fields such as ``max_minutes``, ``seed``) applied."""
+def learn_configs(settings: dict, content_dim: int, **budget) -> tuple[LearnConfig, TrainConfig]:
+    """LEARN's default configs with ``settings`` (``LearnConfig`` fields or training settings)
+    and the ``budget`` (training settings such as ``max_minutes``, ``seed``) applied."""
     model_cfg, train_cfg = default_configs(content_dim)
-    model_kw, train_kw, fit_kw = _split(settings, LearnConfig, LearnTrainConfig, FitConfig)
-    train_kw.pop("fit", None)
-    fit = replace(train_cfg.fit, **budget, **fit_kw)
-    return replace(model_cfg, **model_kw), replace(train_cfg, fit=fit, **train_kw)
+    model_kw, train_kw = _split(settings, LearnConfig)
+    return replace(model_cfg, **model_kw), train_cfg.override(**budget, **train_kw)
 
 
-def sasrec_configs(settings: dict, **budget) -> tuple[SASRecConfig, FitConfig]:
+def sasrec_configs(settings: dict, **budget) -> tuple[SASRecConfig, TrainConfig]:
     """SASRec's default configs with ``settings`` and the ``budget`` applied."""
-    model_kw, fit_kw = _split(settings, SASRecConfig, FitConfig)
-    return SASRecConfig(**model_kw), replace(SASREC_FIT, **budget, **fit_kw)
+    model_kw, train_kw = _split(settings, SASRecConfig)
+    return SASRecConfig(**model_kw), SASREC_TRAIN.override(**budget, **train_kw)
 
 
 def tuning_path(results: Path, dataset: str, model: str, split: str = "loo") -> Path:

@@ -7,8 +7,8 @@ import argparse
 import json
 
 from learnrec.shared.config import get_settings
-from learnrec.shared.model_versions import ModelRegistry
 from learnrec.shared.redis_client import make_redis
+from learnrec.versions.registry import ModelRegistry
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     registry = ModelRegistry.from_settings(settings, make_redis(settings))
     if args.action == "bootstrap":
-        from learnrec.shared.bootstrap_model import ensure_current_version
         from learnrec.stream.item_encoder import load_encoder
+        from learnrec.versions.bootstrap import ensure_current_version
 
         encoder = load_encoder(settings)
         print(ensure_current_version(settings, registry, encoder.model_id, encoder.content_dim))

@@ -59,9 +59,8 @@ def run_offline(args: argparse.Namespace) -> int:
     model_cfg, train_cfg = default_configs(encoder.content_dim, seed=args.seed)
     if args.item_ids is not None:
         model_cfg.item_ids = args.item_ids
-    for key, value in (("max_steps", args.max_steps), ("max_minutes", args.max_minutes)):
-        if value is not None:
-            setattr(train_cfg.fit, key, value)
+    budget = {"max_steps": args.max_steps, "max_minutes": args.max_minutes}
+    train_cfg = train_cfg.override(**{k: v for k, v in budget.items() if v is not None})
     model, inputs, report = train_offline(split, content, model_cfg, train_cfg)
     test = evaluate(learn_scorer(model, inputs), split)
     id_items = id_items_of(inputs, ds.item_ids)

@@ -17,7 +17,7 @@ import numpy as np
 import redis
 
 from learnrec.shared.redis_keys import RedisKeys
-from learnrec.shared.version_towers import LoadedVersion, VersionInfo
+from learnrec.versions.towers import LoadedVersion, VersionInfo
 
 
 @dataclass(frozen=True)

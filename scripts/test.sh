@@ -1,10 +1,6 @@
 #!/usr/bin/env bash
 # The test command: sets up, makes sure Kafka and Redis answer, runs the whole suite.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-VENV="${LEARNREC_VENV:-$HOME/.cache/learnrec/venv}"
-scripts/setup.sh
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-source scripts/services-env.sh
+source "$(dirname "$0")/env.sh"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 exec "$VENV/bin/pytest" -q "$@"

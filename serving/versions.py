@@ -1,7 +1,7 @@
 """Model versions in the serving process: load, index, warm, swap, retire.
 
 A :class:`ServingVersion` bundles what one answer needs from one model version: the ONNX user
-tower (loaded through :class:`learnrec.shared.model_versions.ModelRegistry`) and the index of that
+tower (loaded through :class:`learnrec.versions.registry.ModelRegistry`) and the index of that
 version's item vectors. Requests *pin* the current version for their
 whole life (:meth:`VersionHolder.pin_current`), so a user vector is only ever searched against
 item vectors of its own version.
@@ -36,9 +36,9 @@ import redis
 from learnrec.serving import index_store
 from learnrec.serving.index import ItemIndex
 from learnrec.shared.config import Settings
-from learnrec.shared.model_versions import ModelRegistry
 from learnrec.shared.redis_keys import RedisKeys
-from learnrec.shared.version_towers import LoadedVersion
+from learnrec.versions.registry import ModelRegistry
+from learnrec.versions.towers import LoadedVersion
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import numpy as np
 import redis
 from prometheus_client import Counter
 
-from learnrec.shared.model_versions import VersionCache, VersionError
 from learnrec.shared.redis_keys import RedisKeys
+from learnrec.versions.cache import VersionCache
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,7 @@ class ItemStore:
         with self.redis.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(self.keys.model_current(), self.keys.model_preparing())
-                    versions = self._active_versions(pipe)
+                    versions = self.towers.registry.watch_active(pipe)
                     fills = self._missing_vectors(unchanged_ids, versions)
                     pipe.multi()
                     result = self._queue_writes(pipe, changed, fills, versions)
@@ -93,11 +92,7 @@ class ItemStore:
         with self.redis.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(self.keys.model_current(), self.keys.model_preparing())
-                    versions = {v.decode() for v in pipe.zrange(self.keys.model_versions(), 0, -1)}
-                    versions |= {v.decode() for v in pipe.smembers(self.keys.model_preparing())}
-                    current = pipe.get(self.keys.model_current())
-                    versions |= {current.decode()} if current else set()
+                    versions = self.towers.registry.watch_all(pipe)
                     pipe.multi()
                     pipe.srem(self.keys.items(), *gone)
                     if deleted:
@@ -112,13 +107,6 @@ class ItemStore:
                 except redis.WatchError:
                     WRITE_RETRIES.inc()
                     log.info("model versions changed during an item removal; removing again")
-
-    def _active_versions(self, pipe: redis.client.Pipeline) -> list[str]:
-        current = pipe.get(self.keys.model_current())
-        if current is None:
-            raise VersionError("no current model version: publish one (learnrec model bootstrap)")
-        preparing = sorted(v.decode() for v in pipe.smembers(self.keys.model_preparing()))
-        return [current.decode()] + [v for v in preparing if v != current.decode()]
 
     def _missing_vectors(self, item_ids: list[str], versions: list[str]) -> dict[str, list[tuple[str, np.ndarray]]]:
         """Per version, the stored items lacking a vector there, with their content ``[D]``."""

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from learnrec.shared.bootstrap_model import ensure_current_version
 from learnrec.shared.config import Settings
 from learnrec.shared.dead_letter import DeadLetterWriter
 from learnrec.shared.kafka_io import ensure_topics, make_consumer, make_producer
-from learnrec.shared.model_versions import ModelRegistry, VersionCache
 from learnrec.shared.rebuild import ReplayGuard
 from learnrec.shared.redis_client import make_redis
 from learnrec.shared.redis_keys import RedisKeys
@@ -26,6 +24,9 @@ from learnrec.shared.worker import BatchStats, BatchWorker, serve_metrics, value
 from learnrec.stream.history_updater import HistoryHandler
 from learnrec.stream.item_encoder import ItemEncoderHandler, TextEncoder, load_encoder
 from learnrec.stream.item_store import ItemStore
+from learnrec.versions.bootstrap import ensure_current_version
+from learnrec.versions.cache import VersionCache
+from learnrec.versions.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 

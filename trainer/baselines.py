@@ -23,9 +23,10 @@ from torch import nn
 
 from learnrec.shared.model.loss import full_softmax_loss
 from learnrec.shared.model.towers import CausalBlock, causal_mask, dropout
+from learnrec.trainer.config import TrainConfig
 from learnrec.trainer.data import Split
 from learnrec.trainer.evaluate import Scorer
-from learnrec.trainer.fit import FitConfig, fit
+from learnrec.trainer.fit import fit
 from learnrec.trainer.offline import excluded_negatives, window_items
 from learnrec.trainer.windows import cut_windows, pad, window_batches
 
@@ -48,7 +49,9 @@ def content_mean_scorer(content: np.ndarray, max_len: int = 50) -> Scorer:
 
 # SASRec's defaults (the budget is set per run): the best mean validation rank over
 # amazon-scientific and ml-100k in bench.tune's grid, as for LEARN (docs/MODEL.md)
-SASREC_FIT = FitConfig(lr=1e-3)
+SASREC_TRAIN = TrainConfig(lr=1e-3)
+# LEARN's objective fields: SASRec's loss is its own (every item, raw dot products, an ID each)
+SASREC_UNUSED = ("temperature", "full_softmax_max_items", "negatives", "id_min_count")
 
 
 @dataclass
@@ -99,15 +102,16 @@ def sasrec_scorer(model: SASRec) -> Scorer:
 
 
 def train_sasrec(
-    split: Split, cfg: SASRecConfig, fit_cfg: FitConfig, mask_history: bool = True, progress: bool = True
+    split: Split, cfg: SASRecConfig, train_cfg: TrainConfig, progress: bool = True
 ) -> tuple[SASRec, dict]:
     """Every position of every training window predicts the next item: cross-entropy over all
     items; with ``mask_history`` the window's other items are not negatives, nor ever are the
-    split's unknown items (as for LEARN)."""
-    torch.manual_seed(fit_cfg.seed)
+    split's unknown items (as for LEARN). ``SASREC_UNUSED`` fields set in ``train_cfg`` raise."""
+    train_cfg.require_defaults(SASREC_UNUSED, "SASRec's loss is a softmax over every item's ID")
+    torch.manual_seed(train_cfg.seed)
     model = SASRec(split.n_items, cfg)
     windows = cut_windows(split.train, cfg.max_len)
-    batches = window_batches(windows, fit_cfg.batch_size, np.random.default_rng(fit_cfg.seed))
+    batches = window_batches(windows, train_cfg.batch_size, np.random.default_rng(train_cfg.seed))
     unknown = torch.as_tensor(split.unknown_items())
     unknown = unknown if unknown.any() else None
 
@@ -115,12 +119,12 @@ def train_sasrec(
         ids, mask, targets = batch
         real = targets >= 0  # [B, L]; logits only where there is a next item
         hidden = model((ids + 1).masked_fill(~mask, 0))[real]  # [R, dim]
-        own = window_items(ids, mask, targets, split.n_items)[real.nonzero()[:, 0]] if mask_history else None
+        own = window_items(ids, mask, targets, split.n_items)[real.nonzero()[:, 0]] if train_cfg.mask_history else None
         excluded = excluded_negatives(own, unknown, len(hidden))
         return full_softmax_loss(hidden, model.items.weight[1:], targets[real], 1.0, excluded)
 
-    report = fit(model, batches, loss_fn, lambda: sasrec_scorer(model), split, fit_cfg,
-                 progress, desc="training sasrec")
+    report = fit(model, batches, loss_fn, lambda: sasrec_scorer(model), split, train_cfg,
+                 progress, desc="training sasrec", unused=SASREC_UNUSED)
     report["model_config"] = asdict(cfg)
     report["windows"] = len(windows)
     return model, report

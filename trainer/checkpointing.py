@@ -1,8 +1,8 @@
 """The online trainer's checkpoint: model, optimizer, consumed offsets and stream state, together.
 
-The checkpoint, not Kafka's committed offsets, is the trainer's source of truth. It is one file
-in the layout of :mod:`learnrec.shared.model.checkpoint` (``format``, ``config``, ``state_dict``,
-``extra``), so :func:`learnrec.shared.model.checkpoint.load` reads it too; ``extra`` holds
+The checkpoint, not Kafka's committed offsets, is the trainer's source of truth. It is written
+and read by :mod:`learnrec.shared.model.checkpoint` (``format``, ``config``, ``state_dict``,
+``extra``), like an offline one; this module names what the online trainer keeps in ``extra``:
 
 - ``optimizer``: the AdamW state dict;
 - ``offsets``: ``{"topic:partition": next offset to consume}``;
@@ -11,28 +11,11 @@ in the layout of :mod:`learnrec.shared.model.checkpoint` (``format``, ``config``
 - ``trained``: events trained so far; ``audit``: ``{event_id: times trained}`` when auditing;
 - ``encoder``: the content encoder's id.
 
-Writing is atomic and durable: ``torch.save`` to a temporary file in the same folder, fsync,
-``os.replace``, fsync of the folder. A kill -9 at any moment leaves either the old or the new
-checkpoint, never a torn one.
+Below: the keys of ``offsets``. Writing is atomic and durable (a kill -9 at any moment leaves
+either the old or the new checkpoint, never a torn one).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
-from typing import Any
-
-from learnrec.shared.model import checkpoint
-from learnrec.shared.model.towers import LearnModel
-
-
-def save(path: Path, model: LearnModel, extra: dict[str, Any]) -> None:
-    """Write ``model`` (config + weights) and ``extra`` to ``path`` atomically and durably."""
-    checkpoint.save(path, model, extra)
-
-
-def load(path: Path) -> tuple[LearnModel, dict[str, Any]]:
-    """The model (eval mode; the trainer switches it to train) and ``extra`` of a checkpoint."""
-    return checkpoint.load(path)
 
 
 def offset_key(topic: str, partition: int) -> str:

@@ -4,7 +4,8 @@ AdamW steps over an endless stream of batches; every ``eval_every`` steps the mo
 on the validation split (NDCG@10, history masked, full ranking) and the best weights are kept.
 Training stops after ``patience`` evaluations without improvement, after ``max_steps``, or when
 ``max_minutes`` of wall time (training and evaluation together) are spent, whichever comes
-first; the report says which, with the steps run and the best step. Steps, not epochs, so a
+first (the ``offline`` part of :class:`~learnrec.trainer.config.TrainConfig`); the report says
+which, with the steps run, the best step and the config. Steps, not epochs, so a
 small data set trains as long as a large one. On a large data set the validation score is taken
 on a fixed seeded sample of ``valid_users`` users, so evaluating costs the same everywhere.
 """
@@ -14,33 +15,17 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Collection, Iterator
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from learnrec.trainer.config import TrainConfig
 from learnrec.trainer.data import EvalSet, Split
 from learnrec.trainer.evaluate import Scorer, evaluate
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FitConfig:
-    """How a model is trained offline (the same for every model in a comparison)."""
-
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    eval_every: int = 200
-    patience: int = 5
-    max_steps: int = 200_000
-    max_minutes: float = 15.0
-    valid_users: int = 10_000  # early stopping scores at most this many validation users (seeded)
-    seed: int = 0
 
 
 def validation_sample(valid: EvalSet, users: int, seed: int) -> EvalSet:
@@ -61,21 +46,24 @@ def fit(
     loss_fn: Callable[[object], torch.Tensor],
     make_scorer: Callable[[], Scorer],
     split: Split,
-    cfg: FitConfig,
+    cfg: TrainConfig,
     progress: bool = True,
     desc: str = "training",
+    unused: Collection[str] = (),
 ) -> dict:
     """Train ``model`` on ``batches`` with ``loss_fn(batch) -> scalar``; the best weights (by
-    validation NDCG@10 of ``make_scorer()``) are loaded back. -> report (JSON-ready)."""
+    validation NDCG@10 of ``make_scorer()``) are loaded back. ``cfg``: an offline config, of
+    which the caller's loss did not use the fields ``unused``. -> report (JSON-ready)."""
+    schedule = cfg.require_offline()
     torch.manual_seed(cfg.seed)
-    valid_set = validation_sample(split.valid, cfg.valid_users, cfg.seed)
+    valid_set = validation_sample(split.valid, schedule.valid_users, cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.warmup_steps))
     best, best_state, best_step, history = -1.0, copy.deepcopy(model.state_dict()), 0, []
     started = time.monotonic()
     stopped_by, losses, step = "max_steps", [], 0
     bar = tqdm(desc=desc, unit="step", disable=not progress)  # the time budget usually ends it
-    while step < cfg.max_steps:
+    while step < schedule.max_steps:
         model.train()
         loss = loss_fn(next(batches))
         opt.zero_grad(set_to_none=True)
@@ -86,8 +74,8 @@ def fit(
         losses.append(loss.item())
         step += 1
         bar.update(1)
-        out_of_time = time.monotonic() - started >= cfg.max_minutes * 60
-        if step % cfg.eval_every and not out_of_time and step < cfg.max_steps:
+        out_of_time = time.monotonic() - started >= schedule.max_minutes * 60
+        if step % schedule.eval_every and not out_of_time and step < schedule.max_steps:
             continue
         model.eval()
         valid = evaluate(make_scorer(), split, valid_set)["overall"]
@@ -97,10 +85,10 @@ def fit(
         if valid["ndcg@10"] > best:
             best, best_state, best_step = valid["ndcg@10"], copy.deepcopy(model.state_dict()), step
         bar.set_postfix(r10=f"{valid['recall@10']:.4f}", n10=f"{valid['ndcg@10']:.4f}", best=best_step)
-        if out_of_time or time.monotonic() - started >= cfg.max_minutes * 60:
+        if out_of_time or time.monotonic() - started >= schedule.max_minutes * 60:
             stopped_by = "time"
             break
-        if len(history) - 1 - next(i for i, h in enumerate(history) if h["step"] == best_step) >= cfg.patience:
+        if len(history) - 1 - next(i for i, h in enumerate(history) if h["step"] == best_step) >= schedule.patience:
             stopped_by = "patience"
             break
     bar.close()
@@ -114,5 +102,5 @@ def fit(
         "stopped_by": stopped_by,
         "valid": next(h for h in history if h["step"] == best_step),
         "history": history,
-        "fit_config": asdict(cfg),
+        "train_config": cfg.record(unused),
     }

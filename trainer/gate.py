@@ -26,10 +26,10 @@ import redis
 from prometheus_client import Counter, Gauge
 
 from learnrec.shared.redis_keys import RedisKeys
-from learnrec.shared.version_towers import LoadedVersion
 from learnrec.trainer.content import ContentTable
 from learnrec.trainer.examples import Example, collate
 from learnrec.trainer.id_index import IdIndex
+from learnrec.versions.towers import LoadedVersion
 
 DECISIONS = Counter("learnrec_gate_decisions_total", "Publish-gate decisions", ["decision"])
 RECALL = Gauge("learnrec_gate_recall", "Recall@10 on held-back events at the last gate", ["model"])

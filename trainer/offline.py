@@ -4,8 +4,8 @@ Content embeddings are frozen and precomputed: ``content`` float32 [n_items, con
 objective is next-item prediction at every position of every training window
 (:mod:`learnrec.trainer.windows`): the user vector at position ``i`` against the item at ``i + 1``,
 every item encoded alone by the item tower, as serving encodes it. Negatives are the whole
-catalogue up to :attr:`LearnTrainConfig.full_softmax_max_items` items, else a uniform sample of
-``sampled_negatives`` items with the logQ correction (docs/MODEL.md has the measurements).
+catalogue up to :attr:`TrainConfig.full_softmax_max_items` items, else a uniform sample of
+``negatives`` items with the logQ correction (docs/MODEL.md has the measurements).
 The items of the user's window are not negatives for it (``mask_history``), and items that
 do not exist yet at training time (``Split.unknown_items``: the cold split's) are no negatives.
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -25,28 +24,17 @@ import torch.nn.functional as F
 
 from learnrec.shared.model.loss import full_softmax_loss, sampled_softmax_loss
 from learnrec.shared.model.towers import LearnConfig, LearnModel
+from learnrec.trainer.config import TrainConfig
 from learnrec.trainer.data import Split
 from learnrec.trainer.evaluate import Scorer
-from learnrec.trainer.fit import FitConfig, fit
+from learnrec.trainer.fit import fit
 from learnrec.trainer.windows import cut_windows, pad, window_batches
 
 
-@dataclass
-class LearnTrainConfig:
-    """The LEARN objective on top of the shared :class:`~learnrec.trainer.fit.FitConfig`."""
-
-    fit: FitConfig = field(default_factory=FitConfig)
-    temperature: float = 0.05
-    mask_history: bool = True
-    full_softmax_max_items: int = 8192
-    sampled_negatives: int = 2048
-    id_min_count: int = 10
-
-
-def default_configs(content_dim: int, seed: int = 0) -> tuple[LearnConfig, LearnTrainConfig]:
+def default_configs(content_dim: int, seed: int = 0) -> tuple[LearnConfig, TrainConfig]:
     """The defaults: the configuration with the best mean validation rank over amazon-scientific
     and ml-100k in ``bench.tune``'s grid (docs/MODEL.md; bench/results/tuning-*-learn.json)."""
-    return LearnConfig(content_dim=content_dim), LearnTrainConfig(fit=FitConfig(lr=3e-3, seed=seed))
+    return LearnConfig(content_dim=content_dim), TrainConfig(seed=seed)
 
 
 def id_rows(train_counts: np.ndarray, min_count: int = 1) -> np.ndarray:
@@ -120,12 +108,12 @@ def excluded_negatives(own: torch.Tensor | None, unknown: torch.Tensor | None, r
     return unknown.expand(rows, -1) if own is None else own | unknown
 
 
-def next_item_loss(model: LearnModel, inputs: ItemInputs, batch, cfg: LearnTrainConfig,
+def next_item_loss(model: LearnModel, inputs: ItemInputs, batch, cfg: TrainConfig,
                    rng: torch.Generator | None = None) -> torch.Tensor:
     """The loss of one batch ``(ids [B, L], mask [B, L], targets [B, L])`` (see the module)."""
     ids, mask, targets = batch
     n = len(inputs)
-    full = n <= cfg.full_softmax_max_items
+    full = cfg.full_softmax(n)
     real = targets >= 0
     if full and model.config.item_ids != "only":  # the catalogue's adapted content serves both sides
         adapted = model.adaptor(inputs.content)  # [N, H]
@@ -142,7 +130,7 @@ def next_item_loss(model: LearnModel, inputs: ItemInputs, batch, cfg: LearnTrain
         excluded = excluded_negatives(None if own is None else own[owner], inputs.unknown, len(target))
         return full_softmax_loss(user, catalogue, target, cfg.temperature, excluded)
     known = len(inputs.known)
-    k = min(cfg.sampled_negatives, known)
+    k = min(cfg.negatives, known)
     negatives = inputs.known[torch.randperm(known, generator=rng)[:k]]  # [K] uniform, without replacement
     excluded = negatives[None, :] == target[:, None]  # [R, K]
     if own is not None:
@@ -155,27 +143,29 @@ def train_offline(
     split: Split,
     content: np.ndarray,
     model_cfg: LearnConfig,
-    cfg: LearnTrainConfig,
+    cfg: TrainConfig,
     progress: bool = True,
 ) -> tuple[LearnModel, ItemInputs, dict]:
     """Train LEARN on ``split.train`` over frozen ``content`` [n_items, content_dim], early-stop
     on ``split.valid``. -> (best model in eval mode, its item inputs, report)."""
-    torch.manual_seed(cfg.fit.seed)
+    torch.manual_seed(cfg.seed)
     rows = id_rows(split.train_counts(), cfg.id_min_count)
     if model_cfg.uses_ids:
         model_cfg.id_rows = int(rows.max()) + 1
     inputs = ItemInputs(content, rows, split.unknown_items())
     model = LearnModel(model_cfg)
     windows = cut_windows(split.train, model_cfg.max_len)
-    batches = window_batches(windows, cfg.fit.batch_size, np.random.default_rng(cfg.fit.seed))
+    batches = window_batches(windows, cfg.batch_size, np.random.default_rng(cfg.seed))
+    # the full softmax samples no negatives; a model without IDs has no ID table
+    unused = [name for name, idle in (("negatives", cfg.full_softmax(len(inputs))),
+                                      ("id_min_count", not model_cfg.uses_ids)) if idle]
     report = fit(
         model, batches,
         lambda batch: next_item_loss(model, inputs, batch, cfg),
         lambda: learn_scorer(model, inputs),
-        split, cfg.fit, progress,
-        desc=f"training learn ({model_cfg.item_ids} ids, {model_cfg.item_tower} item tower)",
+        split, cfg, progress,
+        desc=f"training learn ({model_cfg.item_ids} ids, {model_cfg.item_tower} item tower)", unused=unused,
     )
     report["model_config"] = model_cfg.to_dict()
-    report["train_config"] = {k: v for k, v in asdict(cfg).items() if k != "fit"}
     report["windows"] = len(windows)
     return model, inputs, report

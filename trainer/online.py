@@ -3,10 +3,11 @@
 :class:`OnlineTrainer` is the state and the math, free of Kafka. It trains the model offline
 training trains (:mod:`learnrec.trainer.offline`), with the same objective: a user's history (the
 model's ``max_len`` most recent items, exactly what serving feeds the user tower) predicts the
-next item, scored against negatives drawn uniformly from every known item with the logQ
-correction; the positive and the negatives are encoded alone by the item tower, as serving
-encodes them. Each new interaction is one example; a replay sample of past sequences is mixed
-into every step (against forgetting). An item gets a row in the ID table once ``id_min_count``
+next item, scored against the negatives of :class:`~learnrec.trainer.config.TrainConfig` (from
+the settings: ``negatives`` drawn uniformly from every known item with the logQ correction); the
+positive and the negatives are encoded alone by the item tower, as serving encodes them. Each
+new interaction is one example; a replay sample of past sequences is mixed into every step
+(against forgetting). An item gets a row in the ID table once ``id_min_count``
 of its interactions are trained (:class:`~learnrec.trainer.id_index.IdIndex`): a new item moves from
 content-only to hybrid as it collects interactions, as offline training does.
 
@@ -32,48 +33,17 @@ from typing import Any
 
 import torch
 
-from learnrec.shared.config import Settings
+from learnrec.shared.model import checkpoint
 from learnrec.shared.model.loss import sampled_softmax_loss
 from learnrec.shared.model.towers import ItemIds, LearnConfig, LearnModel
 from learnrec.shared.schemas import InteractionEvent
-from learnrec.trainer import checkpointing
+from learnrec.trainer.config import TrainConfig
 from learnrec.trainer.content import ContentTable
 from learnrec.trainer.examples import Batch, Example, collate, examples_from_snapshots
 from learnrec.trainer.id_index import IdIndex, grow_model
 from learnrec.trainer.sequences import ReplayBuffer, UserSequences
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The online trainer's hyperparameters (see the ``trainer_*`` settings)."""
-
-    batch_size: int = 256
-    lr: float = 1e-3
-    warmup_steps: int = 20
-    weight_decay: float = 0.01
-    temperature: float = 0.05
-    replay_fraction: float = 1.0
-    replay_capacity: int = 20_000
-    max_users: int = 1_000_000
-    negatives: int = 1024
-    gate_events: int = 500
-    item_ids: ItemIds = "hybrid"
-    id_min_count: int = 10
-    seed: int = 0
-    audit: bool = False
-
-    @classmethod
-    def from_settings(cls, s: Settings) -> TrainConfig:
-        return cls(
-            batch_size=s.trainer_batch_size, lr=s.trainer_lr, warmup_steps=s.trainer_warmup_steps,
-            weight_decay=s.trainer_weight_decay, temperature=s.trainer_temperature,
-            replay_fraction=s.trainer_replay_fraction, replay_capacity=s.trainer_replay_capacity,
-            max_users=s.trainer_max_users, negatives=s.trainer_negatives, gate_events=s.trainer_gate_events,
-            item_ids=s.trainer_item_ids, id_min_count=s.trainer_id_min_count, seed=s.trainer_seed,
-            audit=s.trainer_audit,
-        )
 
 
 @dataclass
@@ -85,10 +55,12 @@ class _Pending:
 
 
 class OnlineTrainer:
-    """Model + AdamW + sequences + replay buffer + ID rows + held-back events + offsets."""
+    """Model + AdamW + sequences + replay buffer + ID rows + held-back events + offsets.
+    ``cfg``: an online config (:meth:`TrainConfig.from_settings`)."""
 
     def __init__(self, model: LearnModel, content: ContentTable, cfg: TrainConfig, encoder: str,
                  ids: IdIndex | None = None) -> None:
+        self.stream = cfg.require_online()
         self.model = model.train()
         self.content = content
         self.cfg = cfg
@@ -96,8 +68,8 @@ class OnlineTrainer:
         self.ids = ids or IdIndex()
         self.id_counts: dict[str, int] = {}  # trained interactions of items without an ID row yet
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.sequences = UserSequences(self.history_len + 1, cfg.max_users)
-        self.replay = ReplayBuffer(cfg.replay_capacity, seed=cfg.seed)
+        self.sequences = UserSequences(self.history_len + 1, self.stream.max_users)
+        self.replay = ReplayBuffer(self.stream.replay_capacity, seed=cfg.seed)
         self.holdback: deque[tuple[str, Example | None]] = deque()  # (event id, example), oldest first
         self.offsets: dict[str, int] = {}
         self.trained = 0
@@ -123,7 +95,7 @@ class OnlineTrainer:
         trainer = cls(model, content, cfg, extra.get("encoder", encoder), IdIndex(extra.get("id_items", ())))
         if "sequences" in extra:
             trainer.optimizer.load_state_dict(extra["optimizer"])
-            trainer.sequences = UserSequences.from_state(extra["sequences"], cfg.max_users)
+            trainer.sequences = UserSequences.from_state(extra["sequences"], trainer.stream.max_users)
             trainer.replay = ReplayBuffer.from_state(extra["replay"], seed=cfg.seed)
             trainer.holdback = deque((e, None if h is None else (list(h), t)) for e, h, t in extra["holdback"])
             trainer.id_counts = dict(extra["id_counts"])
@@ -134,9 +106,11 @@ class OnlineTrainer:
         return trainer
 
     @classmethod
-    def from_scratch(cls, content: ContentTable, cfg: TrainConfig, encoder: str) -> OnlineTrainer:
+    def from_scratch(cls, content: ContentTable, cfg: TrainConfig, encoder: str,
+                     item_ids: ItemIds = "hybrid") -> OnlineTrainer:
+        """A new model (``item_ids``: its item representation, the ``trainer_item_ids`` setting)."""
         torch.manual_seed(cfg.seed)
-        return cls(LearnModel(LearnConfig(content_dim=content.content_dim, item_ids=cfg.item_ids)), content, cfg, encoder)
+        return cls(LearnModel(LearnConfig(content_dim=content.content_dim, item_ids=item_ids)), content, cfg, encoder)
 
     def save(self, path: Path) -> None:
         """Write the checkpoint (trains the released events first, so none is half-applied;
@@ -154,9 +128,9 @@ class OnlineTrainer:
             "steps": self.steps,
             "encoder": self.encoder,
         }
-        if self.cfg.audit:
+        if self.stream.audit:
             extra["audit"] = dict(self.audit)
-        checkpointing.save(path, self.model, extra)
+        checkpoint.save(path, self.model, extra)
 
     # -- consuming -------------------------------------------------------------------------------
 
@@ -182,7 +156,7 @@ class OnlineTrainer:
                 self.replay.offer(self.sequences.append(event.user_id, event.item_id))
                 example = (prior, event.item_id) if prior else None
             self.holdback.append((event.event_id, example))
-            while len(self.holdback) > self.cfg.gate_events:
+            while len(self.holdback) > self.stream.gate_events:
                 self._release(*self.holdback.popleft())
         self.offsets.update(offsets or {})
 
@@ -206,8 +180,8 @@ class OnlineTrainer:
         if not pend.event_ids:
             return
         examples = list(pend.examples)
-        if examples and self.cfg.replay_fraction:
-            n_replay = max(1, round(self.cfg.replay_fraction * len(examples)))
+        if examples and self.stream.replay_fraction:
+            n_replay = max(1, round(self.stream.replay_fraction * len(examples)))
             examples += examples_from_snapshots(self.replay.sample(n_replay), self._rng)
         if examples:
             self._count_ids(target for _, target in pend.examples)
@@ -215,7 +189,7 @@ class OnlineTrainer:
             if batch is not None:
                 self.last_loss = self.step(batch)
         self.trained += len(pend.event_ids)
-        if self.cfg.audit:
+        if self.stream.audit:
             for event_id in pend.event_ids:
                 self.audit[event_id] = self.audit.get(event_id, 0) + 1
 
@@ -244,18 +218,21 @@ class OnlineTrainer:
 
     def step(self, batch: Batch) -> float:
         """One AdamW step of the sampled softmax; returns the loss. Negatives: ``negatives``
-        items drawn uniformly from every item with content; a user's history items and target
-        are never its negatives."""
+        items drawn uniformly from every item with content (all of them when the full softmax
+        applies); a target is never its own negative, nor, with ``mask_history``, its user's
+        history items."""
         user, positive = self.vectors(batch)
         pool = self.content.catalogue_rows()  # removed and unavailable items are never negatives
         n = len(pool)
-        k = min(self.cfg.negatives, n)
-        rows = torch.from_numpy(pool[self._rng.sample(range(n), k)])  # [K]
+        k = n if self.cfg.full_softmax(n) else min(self.cfg.negatives, n)
+        rows = torch.from_numpy(pool[self._rng.sample(range(n), k)])  # [K], in random order either way
         neg_content = torch.from_numpy(self.content.lookup(rows.numpy()))
         neg_ids = torch.from_numpy(self.ids.rows(self.content.item_ids(rows.numpy())))
         negatives = self.model.item_tower(neg_content, self.model.id_vectors(neg_ids))  # [K, out]
-        own = (batch.history[:, :, None] == rows[None, None, :]) & batch.history_mask[..., None]
-        excluded = own.any(1) | (batch.target[:, None] == rows[None, :])  # [B, K]
+        excluded = batch.target[:, None] == rows[None, :]  # [B, K]
+        if self.cfg.mask_history:
+            own = (batch.history[:, :, None] == rows[None, None, :]) & batch.history_mask[..., None]
+            excluded |= own.any(1)
         loss = sampled_softmax_loss(user, positive, negatives, self.cfg.temperature, math.log(k / n), excluded)
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg.lr * min(1.0, (self.steps + 1) / max(1, self.cfg.warmup_steps))

@@ -18,7 +18,6 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +27,12 @@ from learnrec.shared.config import Settings
 from learnrec.shared.kafka_io import FETCH_LIMITS, ensure_topics, kafka_security, make_producer
 from learnrec.shared.schemas import InteractionEvent, decode_interaction_event
 from learnrec.shared.topics import INTERACTIONS, topic_name
+from learnrec.trainer.config import TrainConfig
 from learnrec.trainer.content import ContentTable
 from learnrec.trainer.data import SeqDataset, leave_one_out, load_dataset
 from learnrec.trainer.id_index import IdIndex
 from learnrec.trainer.offline import default_configs, id_items_of, train_offline
-from learnrec.trainer.online import OnlineTrainer, TrainConfig
+from learnrec.trainer.online import OnlineTrainer
 from learnrec.trainer.prequential import Prequential, ServedModel, Tally, curve
 from learnrec.trainer.stream_order import StreamEvent, event_times, time_ordered
 
@@ -110,7 +110,7 @@ def pretrain(ds: SeqDataset, prefix: dict[str, list[int]], content: np.ndarray, 
     sub = SeqDataset(f"{ds.name}-prefix", ds.item_ids, ds.item_texts, users,
                      [np.asarray(prefix[u], np.int64) for u in users])
     model_cfg, train_cfg = default_configs(content.shape[1], seed)
-    train_cfg.fit.max_minutes = minutes
+    train_cfg = train_cfg.override(max_minutes=minutes)
     model, inputs, report = train_offline(leave_one_out(sub), content, model_cfg, train_cfg)
     return model, id_items_of(inputs, ds.item_ids), report
 
@@ -134,7 +134,7 @@ def replay(settings: Settings, data: Path, out_dir: Path, *, offline_fraction: f
         prefix.setdefault(e.user, []).append(e.item)
     model, id_items, offline_report = pretrain(ds, prefix, content_np, offline_minutes, settings.trainer_seed)
     # the replay scores every event itself: nothing is held back for a publish gate
-    cfg = replace(TrainConfig.from_settings(settings), gate_events=0)
+    cfg = TrainConfig.from_settings(settings).override(gate_events=0)
     trainer = OnlineTrainer(model, table, cfg, encoder, IdIndex(id_items))
     frozen = ServedModel(model, trainer.ids, content, ds.item_ids)
     evaluation = Prequential(trainer, frozen, content, ds.item_ids, publish_every, score_every)
@@ -155,7 +155,9 @@ def replay(settings: Settings, data: Path, out_dir: Path, *, offline_fraction: f
     result = _result(ds, stream, n_offline, evaluation, encoder, settings) | {
         "offline": {"fraction": offline_fraction, "max_minutes": offline_minutes,
                     "steps": offline_report["steps"], "best_step": offline_report["best_step"],
-                    "stopped_by": offline_report["stopped_by"], "train_seconds": offline_report["train_seconds"]},
+                    "stopped_by": offline_report["stopped_by"], "train_seconds": offline_report["train_seconds"],
+                    "train_config": offline_report["train_config"]},
+        "online_train_config": cfg.record(),
         "seconds": {"offline": round(offline_s, 1), "replay": round(replay_s, 1)},
         "trained_events_per_s_in_replay": round(len(online_part) / replay_s, 1),
     }
@@ -183,6 +185,5 @@ def _result(ds: SeqDataset, stream: list[StreamEvent], n_offline: int, evaluatio
         "second_half_recall@10": {m: round(tally.recall(m, n // 2), 5) for m in tally.hits},
         "recall@10": {m: round(tally.recall(m), 5) for m in tally.hits},
         "curve": curve(tally),
-        "settings": {k: v for k, v in settings.model_dump().items() if k.startswith("trainer_") and k != "trainer_checkpoint"}
-        | {"encoder": settings.encoder},
+        "settings": {"trainer_threads": settings.trainer_threads, "encoder": settings.encoder},
     }

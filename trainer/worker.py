@@ -27,7 +27,7 @@ from prometheus_client import Counter
 from learnrec.shared.config import Settings
 from learnrec.shared.dead_letter import DeadLetterWriter
 from learnrec.shared.kafka_io import ensure_topics, make_consumer, make_producer
-from learnrec.shared.model_versions import ModelRegistry
+from learnrec.shared.model import checkpoint
 from learnrec.shared.redis_client import make_redis
 from learnrec.shared.redis_keys import RedisKeys
 from learnrec.shared.schemas import InteractionEvent, decode_interaction_event
@@ -37,7 +37,9 @@ from learnrec.trainer import checkpointing
 from learnrec.trainer.content import ContentTable
 from learnrec.trainer.gate import GateDecision, decide, record
 from learnrec.trainer.online import OnlineTrainer, TrainConfig
-from learnrec.trainer.publish import export_candidate, publish_version
+from learnrec.versions.export import register_model
+from learnrec.versions.publish import publish
+from learnrec.versions.registry import ItemSnapshot, ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ def build_trainer(settings: Settings, client: redis.Redis, registry: ModelRegist
     path = settings.trainer_checkpoint if settings.trainer_checkpoint.exists() else settings.trainer_init
     if path:
         log.info("starting from checkpoint %s", path)
-        model, extra = checkpointing.load(path)
+        model, extra = checkpoint.load(path)
         content = ContentTable(model.config.content_dim, client, keys)
         trainer = OnlineTrainer.restore(model, extra, content, cfg, encoder)
         if trainer.encoder != encoder:
@@ -81,7 +83,7 @@ def build_trainer(settings: Settings, client: redis.Redis, registry: ModelRegist
         return trainer
     log.info("starting from scratch")
     content = ContentTable(content_dim_from_redis(client, keys), client, keys)
-    return OnlineTrainer.from_scratch(content, cfg, encoder)
+    return OnlineTrainer.from_scratch(content, cfg, encoder, settings.trainer_item_ids)
 
 
 class TrainerLoop:
@@ -155,7 +157,7 @@ class TrainerLoop:
         candidate = None
         try:
             started = time.perf_counter()
-            candidate = export_candidate(trainer.model, registry, trainer.encoder, trainer.ids.items)
+            candidate = register_model(trainer.model, registry, trainer.encoder, trainer.ids.items)
             export_s = time.perf_counter() - started
             forced = registry.redis.getdel(registry.keys.model_force_publish()) is not None
             current = registry.current()
@@ -165,8 +167,17 @@ class TrainerLoop:
             log.info("publish gate: %s %s (%s)", "publish" if decision.published else "hold",
                      decision.candidate, decision.reason)
             if decision.published:
-                report = publish_version(registry, candidate, batch_size=s.trainer_publish_batch_size,
-                                         keep=s.trainer_keep_versions, content=trainer.content, export_s=export_s)
+                catalogue: set[str] = set()
+
+                def follow_catalogue(batch: ItemSnapshot) -> None:  # the snapshot is the whole catalogue
+                    if batch.item_ids:
+                        trainer.content.update(batch.item_ids, batch.content)
+                        catalogue.update(batch.item_ids)
+
+                report = publish(registry, candidate.info.version, batch_size=s.trainer_publish_batch_size,
+                                 keep=s.trainer_keep_versions, towers=candidate, export_s=export_s,
+                                 on_batch=follow_catalogue)
+                trainer.content.keep_only(catalogue)
                 self.published.append(report.version)
                 PUBLISHED.inc()
             else:

@@ -11,14 +11,14 @@ import time
 import httpx
 import pytest
 
-from learnrec.shared.bootstrap_model import export_content_projected
 from learnrec.shared.kafka_io import ensure_topics
-from learnrec.shared.model_versions import ModelRegistry
 from learnrec.shared.popularity import popular_items
 from learnrec.shared.redis_keys import RedisKeys
 from learnrec.shared.schemas import InteractionEvent, ItemEvent
 from learnrec.shared.topics import ITEMS as ITEMS_TOPIC
 from learnrec.stream.workers import build_history_worker, build_item_worker
+from learnrec.versions.bootstrap import export_content_projected
+from learnrec.versions.registry import ModelRegistry
 from tests.serving_support import LiveServer, wait_until
 from tests.stream_helpers import HashEncoder, produce
 

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from learnrec.serving.api import create_app
-from learnrec.shared.model_versions import ModelRegistry
 from learnrec.shared.redis_keys import RedisKeys
+from learnrec.versions.registry import ModelRegistry
 from tests.serving_support import export_tiny_version, item_vectors, put_items, unit, wait_until
 
 pytestmark = pytest.mark.integration

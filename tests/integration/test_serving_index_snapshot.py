@@ -9,8 +9,8 @@ import pytest
 from learnrec.serving import index_store
 from learnrec.serving.index import ItemIndex
 from learnrec.serving.versions import VersionHolder, VersionManager
-from learnrec.shared.model_versions import ModelRegistry
 from learnrec.shared.redis_keys import RedisKeys
+from learnrec.versions.registry import ModelRegistry
 from tests.serving_support import export_tiny_version, put_items, unit
 
 pytestmark = [pytest.mark.integration]

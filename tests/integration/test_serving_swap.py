@@ -15,8 +15,8 @@ import httpx
 import numpy as np
 import pytest
 
-from learnrec.shared.model_versions import ModelRegistry
 from learnrec.shared.redis_keys import RedisKeys
+from learnrec.versions.registry import ModelRegistry
 from tests.serving_support import (
     LiveServer,
     export_tiny_version,

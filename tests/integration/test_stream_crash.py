@@ -14,9 +14,9 @@ import pytest
 
 from learnrec.shared.config import Settings, process_env
 from learnrec.shared.kafka_io import ensure_topics
-from learnrec.shared.model_versions import ModelRegistry
 from learnrec.shared.redis_keys import RedisKeys
 from learnrec.shared.schemas import InteractionEvent, ItemEvent
+from learnrec.versions.registry import ModelRegistry
 from tests.stream_helpers import produce, save_tiny_encoder, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -7,11 +7,11 @@ import pytest
 from prometheus_client import REGISTRY
 
 from learnrec.shared.dead_letter import DeadLetter
-from learnrec.shared.model_versions import ModelRegistry
 from learnrec.shared.redis_keys import RedisKeys
 from learnrec.shared.schemas import ItemEvent
 from learnrec.shared.topics import DEAD_LETTER, ITEMS, topic_name
 from learnrec.stream.workers import build_item_worker
+from learnrec.versions.registry import ModelRegistry
 from tests.kafka_helpers import read_topic
 from tests.stream_helpers import HashEncoder, produce, save_tiny_encoder, wait_until
 

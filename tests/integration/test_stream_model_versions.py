@@ -7,11 +7,12 @@ import time
 import numpy as np
 import pytest
 
-from learnrec.shared.bootstrap_model import ensure_current_version, export_content_projected
-from learnrec.shared.model_versions import ModelRegistry, VersionCache, VersionError
 from learnrec.shared.redis_keys import RedisKeys
 from learnrec.stream.item_encoder import content_hash
 from learnrec.stream.item_store import EncodedItem, ItemStore
+from learnrec.versions.bootstrap import ensure_current_version, export_content_projected
+from learnrec.versions.cache import VersionCache
+from learnrec.versions.registry import ModelRegistry, VersionError
 from tests.stream_helpers import HashEncoder
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ["learnrec", "cli", "shared", "stream", "serving", "trainer", "demo"]
+PACKAGES = ["learnrec", "cli", "shared", "versions", "stream", "serving", "trainer", "demo"]
 
 PROJECT_TEST = '''
 def test_a_new_item_is_recommended_to_a_user_who_clicked_its_neighbours(learnrec):
@@ -78,7 +78,7 @@ def test_installed_learnrec_is_one_top_level_package(installed_learnrec):
     names = {p.name for p in installed_learnrec.iterdir()} - {"bin"}
     assert {n for n in names if not n.endswith(".dist-info")} == {"learnrec"}, names
     inside = {p.name for p in (installed_learnrec / "learnrec").iterdir() if (p / "__init__.py").exists()}
-    assert inside == {"cli", "client", "testing", "shared", "stream", "serving", "trainer", "demo"}, inside
+    assert inside == {"cli", "client", "testing", "shared", "versions", "stream", "serving", "trainer", "demo"}, inside
     assert (installed_learnrec / "learnrec" / "shared" / "model" / "towers.py").is_file()
 
 

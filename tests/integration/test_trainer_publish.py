@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from learnrec.shared.kafka_io import ensure_topics
-from learnrec.shared.model_versions import ModelRegistry
 from learnrec.shared.redis_keys import RedisKeys
 from learnrec.shared.schemas import InteractionEvent, ItemEvent
 from learnrec.stream.workers import build_history_worker, build_item_worker
 from learnrec.trainer.worker import run
+from learnrec.versions.registry import ModelRegistry
 from tests.serving_support import LiveServer, wait_until
 from tests.stream_helpers import HashEncoder, produce
 

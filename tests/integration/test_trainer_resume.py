@@ -17,9 +17,9 @@ import pytest
 
 from learnrec.shared.config import process_env
 from learnrec.shared.kafka_io import ensure_topics
+from learnrec.shared.model.checkpoint import load as load_checkpoint
 from learnrec.shared.redis_keys import RedisKeys
 from learnrec.shared.schemas import InteractionEvent
-from learnrec.trainer import checkpointing
 from tests.stream_helpers import produce, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -53,7 +53,7 @@ def _start(settings, checkpoint) -> subprocess.Popen:
 
 def _trained(checkpoint) -> int:
     try:
-        return int(checkpointing.load(checkpoint)[1]["trained"])
+        return int(load_checkpoint(checkpoint)[1]["trained"])
     except (FileNotFoundError, EOFError, RuntimeError):
         return 0
 
@@ -77,7 +77,7 @@ def test_killed_trainer_resumes_training_every_event_exactly_once(settings, redi
 
     second = _start(settings, checkpoint)
     assert second.wait(timeout=240) == 0, second.stderr.read().decode()[-3000:]
-    _, extra = checkpointing.load(checkpoint)
+    _, extra = load_checkpoint(checkpoint)
     # the newest events are held back for the publish gate: saved, not trained yet
     held = {event_id for event_id, _, _ in extra["holdback"]}
     assert len(held) == 500 and extra["trained"] == N_EVENTS - len(held)

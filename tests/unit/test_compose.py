@@ -27,7 +27,7 @@ def test_compose_file_declares_servers_and_components():
 
 def test_dockerfile_copies_every_package():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for package in ("learnrec", "cli", "shared", "stream", "trainer", "serving", "demo"):
+    for package in ("learnrec", "cli", "shared", "versions", "stream", "trainer", "serving", "demo"):
         assert f"COPY {package} ./{package}" in dockerfile
         assert (ROOT / package / "__init__.py").exists()
 

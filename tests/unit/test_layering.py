@@ -1,4 +1,4 @@
-"""Who may import whom: ``shared`` depends on no component, no component depends on the CLI, and
+"""Who may import whom: ``shared`` depends on no component (``versions`` included), no component depends on the CLI, and
 the installed package never needs the development tooling (``devtools``, ``bench``, ``tests``)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPONENTS = ("stream", "serving", "trainer", "demo")
+COMPONENTS = ("versions", "stream", "serving", "trainer", "demo")
 
 
 def imported_modules(folder: str) -> list[tuple[str, str, bool]]:

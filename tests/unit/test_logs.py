@@ -72,14 +72,15 @@ def test_the_online_trainer_traces_each_event_id_it_consumes_at_debug_only(caplo
     import numpy as np
 
     from learnrec.shared.config import Settings
+    from learnrec.trainer.config import TrainConfig
     from learnrec.trainer.content import ContentTable
-    from learnrec.trainer.online import OnlineTrainer, TrainConfig
+    from learnrec.trainer.online import OnlineTrainer
     from learnrec.trainer.worker import TrainerLoop
 
     table = ContentTable(4)
     table.update(["i0", "i1"], np.eye(2, 4, dtype=np.float32))
-    loop = TrainerLoop(Settings(), OnlineTrainer.from_scratch(table, TrainConfig(gate_events=10), "test"),
-                       registry=None)  # type: ignore[arg-type]
+    trainer = OnlineTrainer.from_scratch(table, TrainConfig.from_settings(Settings()).override(gate_events=10), "test")
+    loop = TrainerLoop(Settings(), trainer, registry=None)  # type: ignore[arg-type]
     with caplog.at_level(logging.INFO, logger="learnrec.trainer.worker"):
         loop.handle(_interactions(2))
     assert not [e for e in _json_lines(caplog) if "event_id" in e]

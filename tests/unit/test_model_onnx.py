@@ -28,7 +28,7 @@ def exported(tmp_path_factory):
 
 
 def _loaded(out):
-    from learnrec.shared.version_towers import LoadedVersion, VersionInfo
+    from learnrec.versions.towers import LoadedVersion, VersionInfo
 
     meta = json.loads((out / "meta.json").read_text())
     fields = {k: meta[k] for k in VersionInfo.__dataclass_fields__ if k in meta}

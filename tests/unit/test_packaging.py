@@ -34,5 +34,5 @@ def test_every_listed_package_is_a_folder_and_every_folder_is_listed():
 
 def test_development_tooling_stays_out_of_the_package():
     folders = {folder.relative_to(ROOT).parts[0] for folder in _installed_folders().values()}
-    assert folders == {"learnrec", "cli", "shared", "stream", "serving", "trainer", "demo"}
+    assert folders == {"learnrec", "cli", "shared", "versions", "stream", "serving", "trainer", "demo"}
     assert "devtools" not in folders and "bench" not in folders and "tests" not in folders

@@ -6,7 +6,7 @@ import pytest
 
 from learnrec.serving.index import ItemIndex
 from learnrec.serving.versions import NotReady, ServingVersion, VersionHolder
-from learnrec.shared.version_towers import VersionInfo
+from learnrec.versions.towers import VersionInfo
 
 
 class _Towers:

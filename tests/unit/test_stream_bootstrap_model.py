@@ -7,7 +7,7 @@ import json
 import numpy as np
 import onnxruntime as ort
 
-from learnrec.shared.bootstrap_model import (
+from learnrec.versions.bootstrap import (
     bootstrap_version_id,
     export_content_projected,
     projection_matrix,

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from learnrec.shared.version_towers import LoadedVersion, VersionInfo
 from learnrec.trainer.content import ContentTable
 from learnrec.trainer.gate import decide, not_worse, recall_at_k
+from learnrec.versions.towers import LoadedVersion, VersionInfo
 from tests.serving_support import export_tiny_version
 
 DIM, N = 8, 20

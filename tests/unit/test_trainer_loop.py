@@ -57,7 +57,7 @@ def test_a_failing_publish_is_retried_with_a_doubling_backoff(clock, monkeypatch
         raise ConnectionError("redis is down")
 
     monkeypatch.setattr(loop, "checkpoint", lambda: None)
-    monkeypatch.setattr(trainer_worker, "export_candidate", fail)
+    monkeypatch.setattr(trainer_worker, "register_model", fail)
     loop.trainer = SimpleNamespace(model=None, encoder="e", ids=SimpleNamespace(items=[]))
     loop.registry = SimpleNamespace()
     loop.unpublished_since = clock.now - 10  # due

@@ -17,18 +17,18 @@ from learnrec.cli.main import main
 from learnrec.shared.model import checkpoint
 from learnrec.shared.model.towers import LearnConfig, LearnModel
 from learnrec.trainer.baselines import (
+    SASREC_TRAIN,
     SASRecConfig,
     content_mean_scorer,
     popularity_scorer,
     sasrec_scorer,
     train_sasrec,
 )
+from learnrec.trainer.config import TrainConfig
 from learnrec.trainer.data import SeqDataset, cold_start, leave_one_out
 from learnrec.trainer.evaluate import evaluate
-from learnrec.trainer.fit import FitConfig
 from learnrec.trainer.offline import (
     ItemInputs,
-    LearnTrainConfig,
     id_items_of,
     learn_scorer,
     next_item_loss,
@@ -54,7 +54,8 @@ def _content(dim: int = 12) -> np.ndarray:
     return np.random.default_rng(1).standard_normal((N_ITEMS, dim)).astype(np.float32)
 
 
-FAST = FitConfig(batch_size=32, lr=3e-3, warmup_steps=10, eval_every=50, patience=3, max_steps=400, max_minutes=2)
+FAST = TrainConfig().override(batch_size=32, lr=3e-3, warmup_steps=10, eval_every=50, patience=3, max_steps=400,
+                               max_minutes=2)
 
 
 def _untrained(split):
@@ -68,8 +69,11 @@ def test_a_trained_learn_model_beats_the_untrained_scorers(item_ids, item_tower)
     split = leave_one_out(_toy())
     cfg = LearnConfig(content_dim=12, model_dim=32, output_dim=16, max_len=8, dropout=0.1,
                       item_ids=item_ids, item_tower=item_tower)
-    model, inputs, report = train_offline(split, _content(), cfg, LearnTrainConfig(fit=FAST), progress=False)
+    model, inputs, report = train_offline(split, _content(), cfg, FAST, progress=False)
     assert report["steps"] <= 400 and report["valid"]["step"] == report["best_step"]
+    # the report records only what training used: 40 items take the full softmax
+    assert "negatives" not in report["train_config"] and report["train_config"]["offline"]["max_steps"] == 400
+    assert ("id_min_count" in report["train_config"]) == (item_ids != "none")
     assert report["stopped_by"] in {"patience", "max_steps", "time"}
     learned = evaluate(learn_scorer(model, inputs), split)["overall"]["recall@10"]
     pop, content = _untrained(split)
@@ -81,8 +85,9 @@ def test_a_trained_learn_model_beats_the_untrained_scorers(item_ids, item_tower)
 def test_sampled_negatives_train_too():
     split = leave_one_out(_toy())
     cfg = LearnConfig(content_dim=12, model_dim=32, output_dim=16, max_len=8, dropout=0.1)
-    train = LearnTrainConfig(fit=FAST, full_softmax_max_items=10, sampled_negatives=16)
-    model, inputs, _ = train_offline(split, _content(), cfg, train, progress=False)
+    train = FAST.override(full_softmax_max_items=10, negatives=16)
+    model, inputs, report = train_offline(split, _content(), cfg, train, progress=False)
+    assert report["train_config"]["negatives"] == 16
     learned = evaluate(learn_scorer(model, inputs), split)["overall"]["recall@10"]
     assert learned > max(_untrained(split)) + 0.25
 
@@ -93,6 +98,14 @@ def test_sasrec_beats_the_untrained_scorers():
     learned = evaluate(sasrec_scorer(model), split)["overall"]["recall@10"]
     assert learned > max(_untrained(split)) + 0.25
     assert report["steps"] >= report["best_step"] > 0
+    assert not {"temperature", "negatives", "id_min_count"} & set(report["train_config"])
+
+
+def test_sasrec_refuses_the_learn_objective_fields_it_would_ignore():
+    split = leave_one_out(_toy())
+    for field, value in (("temperature", 0.1), ("negatives", 16), ("id_min_count", 2)):
+        with pytest.raises(ValueError, match=field):
+            train_sasrec(split, SASRecConfig(dim=8, max_len=8), SASREC_TRAIN.override(**{field: value}))
 
 
 def test_content_mean_ranks_the_users_cluster_first():
@@ -112,7 +125,7 @@ def test_cold_items_have_no_id_row():
     counts[:5] = 0
     split.train = [s[~np.isin(s, np.arange(5))] for s in split.train]
     cfg = LearnConfig(content_dim=12, model_dim=16, output_dim=8, max_len=8)
-    _, inputs, _ = train_offline(split, _content(), cfg, LearnTrainConfig(fit=FitConfig(max_steps=1, eval_every=1)),
+    _, inputs, _ = train_offline(split, _content(), cfg, TrainConfig().override(max_steps=1, eval_every=1),
                                  progress=False)
     assert (inputs.rows[:5] == -1).all() and (inputs.rows[5:] >= 0).all()
     assert id_items_of(inputs, [str(i) for i in range(N_ITEMS)]) == [str(i) for i in range(5, N_ITEMS)]
@@ -179,7 +192,7 @@ def test_items_unknown_at_training_time_are_never_negatives(full_softmax_max_ite
     split = cold_start(_toy(), fraction=0.2, seed=0)
     unknown = split.unknown_items()
     assert unknown.sum() == len(split.cold_items) + len(split.valid_cold_items) > 0
-    cfg = LearnTrainConfig(full_softmax_max_items=full_softmax_max_items, sampled_negatives=N_ITEMS)
+    cfg = TrainConfig(full_softmax_max_items=full_softmax_max_items, negatives=N_ITEMS)
     model = LearnModel(LearnConfig(content_dim=12, model_dim=16, output_dim=16, max_len=8, item_ids="none"))
     model.eval()  # no dropout: the same batch gives the same loss
     windows = cut_windows(split.train, 8)

@@ -9,17 +9,20 @@ import numpy as np
 import pytest
 import torch
 
+from learnrec.shared.config import Settings
+from learnrec.shared.model import checkpoint
 from learnrec.shared.model.onnx_export import export_version
 from learnrec.shared.model.towers import LearnConfig, LearnModel
 from learnrec.shared.schemas import InteractionEvent
-from learnrec.trainer import checkpointing
+from learnrec.trainer.config import TrainConfig
 from learnrec.trainer.content import ContentTable
 from learnrec.trainer.examples import collate, examples_from_snapshots
 from learnrec.trainer.id_index import IdIndex
-from learnrec.trainer.online import OnlineTrainer, TrainConfig
+from learnrec.trainer.online import OnlineTrainer
 from learnrec.trainer.sequences import ReplayBuffer, UserSequences
 
 DIM = 8
+ONLINE = TrainConfig.from_settings(Settings())
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +53,7 @@ def _events(n: int, users: int = 6, items: int = 30, seed: int = 0, start: int =
 
 
 def _trainer(max_len: int = 8, **kw) -> OnlineTrainer:
-    cfg = TrainConfig(batch_size=16, **{"negatives": 12, "audit": True, "gate_events": 0, "id_min_count": 1, **kw})
+    cfg = ONLINE.override(**{"batch_size": 16, "negatives": 12, "audit": True, "gate_events": 0, "id_min_count": 1, **kw})
     torch.manual_seed(0)
     model = LearnModel(LearnConfig(DIM, model_dim=32, num_layers=1, output_dim=16, max_len=max_len))
     return OnlineTrainer(model, _table(), cfg, encoder="test")
@@ -159,7 +162,7 @@ def test_the_history_window_is_the_models_and_scores_match_the_served_towers(tmp
     """Train/serve parity: the trainer feeds the user tower the model's ``max_len`` latest items
     (what serving feeds it: the exported ``max_history``), and its user and item vectors equal
     those of the exported version, every item encoded alone."""
-    from learnrec.shared.version_towers import LoadedVersion, VersionInfo
+    from learnrec.versions.towers import LoadedVersion, VersionInfo
 
     trainer = _trainer(max_len=5)
     trainer.add(_events(200))
@@ -189,7 +192,7 @@ def test_checkpoint_roundtrip_resumes_the_same_state(tmp_path):
     path = tmp_path / "online.ckpt"
     trainer.save(path)  # trains the 40 released events; the 10 held back are saved as they are
     assert trainer.trained == 32 + 8 and trainer.pending == 10
-    model, extra = checkpointing.load(path)
+    model, extra = checkpoint.load(path)
     resumed = OnlineTrainer.restore(model, extra, _table(), trainer.cfg, "ignored")
     assert resumed.offsets == {"t:0": 50} and resumed.trained == 40 and resumed.encoder == "test"
     assert resumed.sequences.state() == trainer.sequences.state()
@@ -204,9 +207,9 @@ def test_checkpoint_roundtrip_resumes_the_same_state(tmp_path):
 def test_an_offline_checkpoint_gives_weights_and_id_rows(tmp_path):
     model = LearnModel(LearnConfig(DIM, model_dim=32, num_layers=1, output_dim=16, id_rows=3))
     path = tmp_path / "offline.pt"
-    checkpointing.save(path, model, {"id_items": ["i3", "i1", "i9"], "encoder": "test"})
-    loaded, extra = checkpointing.load(path)
-    trainer = OnlineTrainer.restore(loaded, extra, _table(), TrainConfig(), "test")
+    checkpoint.save(path, model, {"id_items": ["i3", "i1", "i9"], "encoder": "test"})
+    loaded, extra = checkpoint.load(path)
+    trainer = OnlineTrainer.restore(loaded, extra, _table(), ONLINE, "test")
     assert trainer.ids.items == ["i3", "i1", "i9"] and trainer.trained == 0
 
 
@@ -243,3 +246,20 @@ def test_items_out_of_the_catalogue_are_never_negatives():
     trainer.content.update(["i25"], trainer.content.lookup(np.array([25])))  # published again
     trainer.content.update(["new"], np.ones((1, DIM), np.float32), in_catalogue=False)  # unavailable
     assert trainer.content.catalogue_rows().tolist() == [*range(20), 25]
+
+
+def test_the_step_honours_the_negatives_policy_and_mask_history():
+    """Online training reads the same negatives fields as offline training: ``negatives``
+    sampled, or all items up to ``full_softmax_max_items``; ``mask_history`` too."""
+
+    def first_step(**kw) -> tuple[float, list[int]]:
+        trainer = _trainer(**kw)
+        batch = collate([(["i1", "i2", "i3"], "i4"), (["i5"], "i6")], trainer.content, trainer.ids, trainer.history_len)
+        looked_up: list[int] = []
+        lookup = trainer.content.lookup
+        trainer.content.lookup = lambda rows: looked_up.append(np.asarray(rows).shape) or lookup(rows)
+        return trainer.step(batch), [shape[0] for shape in looked_up if len(shape) == 1]
+
+    assert first_step()[1] == [2, 12]  # the targets, then 12 sampled negatives of the 30 items
+    assert first_step(full_softmax_max_items=30)[1] == [2, 30]
+    assert first_step(negatives=1024)[0] != pytest.approx(first_step(negatives=1024, mask_history=False)[0])

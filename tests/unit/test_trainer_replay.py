@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from learnrec.shared.config import Settings
 from learnrec.shared.model.towers import LearnConfig, LearnModel
 from learnrec.shared.schemas import InteractionEvent
+from learnrec.trainer.config import TrainConfig
 from learnrec.trainer.content import ContentTable
 from learnrec.trainer.data import load_dataset
 from learnrec.trainer.id_index import IdIndex
-from learnrec.trainer.online import OnlineTrainer, TrainConfig
+from learnrec.trainer.online import OnlineTrainer
 from learnrec.trainer.prequential import Prequential, ServedModel, curve
 from learnrec.trainer.stream_order import event_times, time_ordered
 
@@ -54,8 +56,9 @@ def test_prequential_scores_before_training_and_builds_a_curve():
     table = ContentTable(dim)
     item_ids = [f"i{k}" for k in range(n_items)]
     table.update(item_ids, content.numpy())
+    cfg = TrainConfig.from_settings(Settings()).override(batch_size=4, gate_events=0, negatives=6, id_min_count=1)
     trainer = OnlineTrainer(LearnModel(LearnConfig(dim, model_dim=16, num_layers=1, output_dim=8, max_len=4)),
-                            table, TrainConfig(batch_size=4, gate_events=0, negatives=6, id_min_count=1), "test", IdIndex())
+                            table, cfg, "test", IdIndex())
     frozen = ServedModel(trainer.model, trainer.ids, content, item_ids)
     evaluation = Prequential(trainer, frozen, content, item_ids, publish_every=4, score_every=1)
     events = [InteractionEvent(event_id=f"e{k}", user_id=f"u{k % 2}", item_id=f"i{k % n_items}") for k in range(24)]

@@ -118,13 +118,14 @@ def test_a_refused_commit_does_not_stop_the_worker():
 
 
 def test_the_trainer_never_applies_a_redelivered_record_twice():
+    from learnrec.trainer.config import TrainConfig
     from learnrec.trainer.content import ContentTable
-    from learnrec.trainer.online import OnlineTrainer, TrainConfig
+    from learnrec.trainer.online import OnlineTrainer
     from learnrec.trainer.worker import TrainerLoop
 
     table = ContentTable(4)
     table.update(["i0", "i1"], np.eye(2, 4, dtype=np.float32))
-    trainer = OnlineTrainer.from_scratch(table, TrainConfig(gate_events=10), "test")
+    trainer = OnlineTrainer.from_scratch(table, TrainConfig.from_settings(Settings()).override(gate_events=10), "test")
     loop = TrainerLoop(Settings(), trainer, registry=None)  # type: ignore[arg-type]
     batch = [Accepted(Record("t", 0, n, b""), InteractionEvent(event_id=f"e{n}", user_id="u", item_id=f"i{n % 2}"))
              for n in range(4)]

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +31,9 @@ import redis
 
 from learnrec.shared.config import Settings
 from learnrec.shared.redis_keys import RedisKeys
-from learnrec.shared.version_towers import OPTIONAL_META_FIELDS, LoadedVersion, VersionInfo
+from learnrec.versions import publish as publishing
+from learnrec.versions import record
+from learnrec.versions.towers import OPTIONAL_META_FIELDS, LoadedVersion, VersionInfo
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,26 @@ class ModelRegistry:
         if not (info.path / "item_tower.onnx").is_file():
             raise VersionError(f"model version {version!r}: no item_tower.onnx under {info.path}")
         return LoadedVersion(info, self.onnx_threads)
+
+    def watch_active(self, pipe: redis.client.Pipeline) -> list[str]:
+        """For a writer of item vectors (the item encoder's side of the protocol): WATCH the keys
+        a flip changes, then return the active versions, the current one first, then those being
+        published. The writer's MULTI fails if a flip or a new publish happens meanwhile."""
+        pipe.watch(self.keys.model_current(), self.keys.model_preparing())
+        current = pipe.get(self.keys.model_current())
+        if current is None:
+            raise VersionError("no current model version: publish one (learnrec model bootstrap)")
+        preparing = sorted(v.decode() for v in pipe.smembers(self.keys.model_preparing()))
+        return [current.decode()] + [v for v in preparing if v != current.decode()]
+
+    def watch_all(self, pipe: redis.client.Pipeline) -> set[str]:
+        """Like :meth:`watch_active`, but every version that holds vectors: published (rollback
+        targets too), being published, and the current one (possibly none)."""
+        pipe.watch(self.keys.model_current(), self.keys.model_preparing())
+        versions = {v.decode() for v in pipe.zrange(self.keys.model_versions(), 0, -1)}
+        versions |= {v.decode() for v in pipe.smembers(self.keys.model_preparing())}
+        current = pipe.get(self.keys.model_current())
+        return versions | ({current.decode()} if current else set())
 
     # -- publishing ----------------------------------------------------------------------------
 
@@ -195,7 +215,7 @@ class ModelRegistry:
             pipe.zadd(self.keys.model_versions(), {version: time.time()})
             pipe.delete(self.keys.model_lease(version))
             pipe.execute()
-        self.write_record()
+        record.write(self)
         log.info("model version %s is current", version)
 
     def abort_publish(self, version: str) -> None:
@@ -211,26 +231,11 @@ class ModelRegistry:
     def publish(
         self, version: str, batch_size: int = 512, after_snapshot_batch: Callable[[], None] | None = None
     ) -> int:
-        """Steps 1-3 for a registered version; returns the number of vectors re-projected.
-
-        ``after_snapshot_batch`` runs between reading a batch and writing its vectors (a test hook
-        to interleave item writes deterministically).
-        """
-        self.begin_publish(version)
-        try:
-            tower = self.load_version(version)
-            written = 0
-            for batch in self.snapshot(batch_size):
-                vectors = tower.item_vectors(batch.content, batch.item_ids)
-                if after_snapshot_batch:
-                    after_snapshot_batch()
-                written += self.write_vectors(version, batch.item_ids, vectors, batch.content_hashes)
-                self.renew_lease(version)
-            self.finish_publish(version)
-        except BaseException:
-            self.abort_publish(version)
-            raise
-        return written
+        """Steps 1-3 for a registered version (:func:`learnrec.versions.publish.publish`); returns
+        the number of vectors re-projected. ``after_snapshot_batch`` runs between reading a batch
+        and writing its vectors (a test hook to interleave item writes deterministically)."""
+        hook = (lambda batch: after_snapshot_batch()) if after_snapshot_batch else None
+        return publishing.publish(self, version, batch_size=batch_size, on_batch=hook).written
 
     def rollback(self, version: str | None = None) -> str:
         """Serve an earlier published version again (default: the one before the current).
@@ -275,77 +280,5 @@ class ModelRegistry:
             if path.resolve().parent == self.model_dir.resolve() and path.is_dir():
                 shutil.rmtree(path)
         if removed:
-            self.write_record()
+            record.write(self)
         return removed
-
-    # -- the durable record (what a wiped Redis is rebuilt from) -------------------------------
-
-    def record_path(self) -> Path:
-        return self.model_dir / f"published-{re.sub(r'[^A-Za-z0-9._-]', '_', self.keys.prefix)}.json"
-
-    def write_record(self) -> None:
-        """Write the published versions (oldest first, with their folders) and the current one
-        to :meth:`record_path`, atomically: a wiped Redis loses its keys, not this file."""
-        record = {"current": self.current(),
-                  "versions": [{"version": v, "path": str(self.info(v).path)} for v in self.versions()]}
-        path = self.record_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, path)
-
-    def restore_record(self, encoder: str, content_dim: int) -> str | None:
-        """After a wipe: register the recorded versions whose folders still exist and publish the
-        recorded current one (re-projecting whatever items Redis has). Returns it, or None when
-        there is no record, its current version's folder is gone, or it was made for another
-        content ``encoder`` / ``content_dim``."""
-        path = self.record_path()
-        if not path.is_file():
-            return None
-        record = json.loads(path.read_text())
-        current = record.get("current")
-        folders = {v["version"]: Path(v["path"]) for v in record.get("versions", [])}
-        meta_file = folders.get(current or "", Path("/nonexistent")) / "meta.json"
-        if not meta_file.is_file():
-            return None
-        meta = json.loads(meta_file.read_text())
-        if (meta.get("encoder"), int(meta.get("content_dim", -1))) != (encoder, content_dim):
-            log.warning("recorded version %s is for encoder %s, not %s: not restored", current, meta.get("encoder"), encoder)
-            return None
-        for order, (version, folder) in enumerate(folders.items()):
-            if (folder / "meta.json").is_file() and version != current:
-                self.register(folder)
-                self.redis.zadd(self.keys.model_versions(), {version: order})
-        self.register(folders[current])
-        self.publish(current)
-        log.warning("restored model version %s as current from %s", current, path)
-        return current
-
-
-class VersionCache:
-    """Loaded towers of the versions in use, loaded on first use, dropped when no longer used."""
-
-    def __init__(self, registry: ModelRegistry, encoder_id: str, content_dim: int) -> None:
-        self.registry = registry
-        self.encoder_id = encoder_id
-        self.content_dim = content_dim
-        self._loaded: dict[str, LoadedVersion] = {}
-
-    def get(self, version: str) -> LoadedVersion:
-        """The towers of ``version``; raises :class:`VersionError` when it was built for another
-        content encoder (its vectors would be meaningless)."""
-        if version not in self._loaded:
-            loaded = self.registry.load_version(version)
-            if (loaded.info.encoder, loaded.info.content_dim) != (self.encoder_id, self.content_dim):
-                raise VersionError(
-                    f"model version {version} expects encoder {loaded.info.encoder} "
-                    f"({loaded.info.content_dim}-d); this worker runs {self.encoder_id} ({self.content_dim}-d)"
-                )
-            self._loaded[version] = loaded
-            log.info("loaded model version %s", version)
-        return self._loaded[version]
-
-    def retain(self, versions: set[str]) -> None:
-        """Forget every loaded version not in ``versions``."""
-        for version in set(self._loaded) - versions:
-            del self._loaded[version]

@@ -34,7 +34,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from learnrec.shared.config import Settings
-from learnrec.shared.model_versions import ModelRegistry, VersionError
+from learnrec.versions import record
+from learnrec.versions.registry import ModelRegistry, VersionError
 
 log = logging.getLogger(__name__)
 
@@ -164,14 +165,9 @@ def _configured_folder(settings: Settings, encoder_id: str) -> Path:
     source = Path(settings.bootstrap_model)
     if source.is_dir():
         return source
-    from learnrec.shared.model.checkpoint import load
-    from learnrec.shared.model.onnx_export import export_version, new_version_id
+    from learnrec.versions.export import export_checkpoint  # torch: only for a checkpoint
 
-    model, extra = load(source)
-    out_dir = settings.model_dir / new_version_id()
-    export_version(model, out_dir, {"encoder": encoder_id, "source": f"bootstrap:checkpoint({source})"},
-                   extra.get("id_items", ()))
-    return out_dir
+    return export_checkpoint(source, settings.model_dir, encoder_id, f"bootstrap:checkpoint({source})")
 
 
 def build_bootstrap(settings: Settings, encoder_id: str, content_dim: int) -> Path:
@@ -193,7 +189,7 @@ def ensure_current_version(
     settings: Settings, registry: ModelRegistry, encoder_id: str, content_dim: int, wait_s: float = 120.0
 ) -> str:
     """The current version; when there is none (a new or a wiped Redis), restore the one the
-    registry's durable record names (:meth:`ModelRegistry.restore_record`), else publish the
+    registry's durable record names (:func:`learnrec.versions.record.restore`), else publish the
     bootstrap version.
 
     One process publishes (it holds the bootstrap lock); others wait for ``current`` to appear.
@@ -203,7 +199,7 @@ def ensure_current_version(
     while (current := registry.current()) is None:
         if registry.redis.set(lock, "1", nx=True, ex=BOOTSTRAP_LOCK_TTL_S):
             try:
-                if registry.restore_record(encoder_id, content_dim) is not None:
+                if record.restore(registry, encoder_id, content_dim) is not None:
                     continue
                 info = registry.register(build_bootstrap(settings, encoder_id, content_dim))
                 if (info.encoder, info.content_dim) != (encoder_id, content_dim):
