@@ -133,8 +133,8 @@ class Settings(BaseSettings):
     # this x the model's max_len); past it the least recently active user is forgotten.
     trainer_max_users: int = Field(default=1_000_000, ge=1)
     # Negatives per step: this many items drawn uniformly from every known item (their item
-    # vectors computed in the step); 0 uses the other examples' targets (in-batch) instead.
-    trainer_negatives: int = Field(default=1024, ge=0)
+    # vectors computed in the step; all of them when fewer are known).
+    trainer_negatives: int = Field(default=1024, ge=1)
     # Intra-op threads: 1 by default (two threads on two cores shared with other busy processes
     # ran 7-8x slower than one; see docs/TRAINER.md).
     trainer_threads: int = Field(default=1, ge=1)

@@ -85,3 +85,8 @@ def test_every_field_with_a_trainer_setting_is_read_from_its_environment_variabl
     cfg = TrainConfig.from_settings(Settings())
     got = {name: getattr(cfg.online if name in ONLINE_ONLY else cfg, name) for name in mapping}
     assert got == wanted
+
+
+def test_zero_negatives_are_refused_when_the_settings_are_read():
+    with pytest.raises(ValueError, match="trainer_negatives"):
+        Settings(trainer_negatives=0)
