@@ -59,8 +59,8 @@ def seed_catalogue(settings: Settings, n_items: int = 200, n_users: int = 20) ->
         pipe.rpush(keys.history(f"user-{u}"), *(f"item-{(u * 7 + j) % n_items}" for j in range(5)))
     pipe.execute()
     registry = ModelRegistry.from_settings(settings, client)
-    folder = export_content_projected(settings.model_dir / "fuzz-bootstrap", "fuzz-encoder", CONTENT_DIM, 8,
-                                      seed=0, max_history=settings.history_length)
+    folder = export_content_projected(settings.versions.model_dir / "fuzz-bootstrap", "fuzz-encoder", CONTENT_DIM, 8,
+                                      seed=0, max_history=settings.stream.history_length)
     version = registry.register(folder).version
     registry.publish(version)
     return version
@@ -161,15 +161,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=RESULTS / "api-fuzz.json")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as models:
-        cfg = get_settings().model_copy(update={"redis_prefix": f"fuzz-{secrets.token_hex(4)}",
-                                                "model_dir": Path(models)})
+        cfg = get_settings().replace(redis_prefix=f"fuzz-{secrets.token_hex(4)}",
+                                                model_dir=Path(models))
         version = seed_catalogue(cfg)
         try:
             with Server(cfg, args.port) as server:
                 report = fuzz(server.url, args.examples)
         finally:
             client = make_redis(cfg)
-            stale = list(client.scan_iter(match=f"{cfg.redis_prefix}:*", count=1000))
+            stale = list(client.scan_iter(match=f"{cfg.connection.redis_prefix}:*", count=1000))
             if stale:
                 client.delete(*stale)
     result = {

@@ -164,8 +164,8 @@ def _trainer_tally(system: System, load: EventLoad) -> dict:
 
 def run_cell(cell: str, base: Settings, folder: Path, seconds: float, rate: float, fuzz: int) -> dict:
     run = f"chaos-{cell}-{uuid.uuid4().hex[:6]}"
-    settings = base.model_copy(update={"topic_prefix": f"{run}.", "redis_prefix": f"learnrec:{run}",
-                                       "model_dir": folder / run / "models"})
+    settings = base.replace(topic_prefix=f"{run}.", redis_prefix=f"learnrec:{run}",
+                                       model_dir=folder / run / "models")
     ensure_topics(settings)
     system = System(settings, folder / run)
     load = EventLoad(settings, rate, catalogue=True)

@@ -115,7 +115,7 @@ class RequestLoad:
 
 def offsets(settings: Settings, group: str | None, topic: str) -> dict[int, int]:
     """End offsets (``group`` None) or the group's committed offsets, per partition."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group,
+    consumer = KafkaConsumer(bootstrap_servers=settings.connection.kafka_bootstrap_servers, group_id=group,
                              enable_auto_commit=False, **kafka_security(settings))
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
@@ -153,7 +153,7 @@ def dead_letters(settings: Settings, expected: int) -> dict:
     """Every record of the dead-letter topic: how many per stage (each consumer of a topic
     dead-letters its own copy: the trainer reads interactions too), whether each has a reason,
     and the commonest reasons. ``expected``: malformed events published."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None, enable_auto_commit=False,
+    consumer = KafkaConsumer(bootstrap_servers=settings.connection.kafka_bootstrap_servers, group_id=None, enable_auto_commit=False,
                              **kafka_security(settings))
     topic = topic_name(settings, DEAD_LETTER)
     tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]

@@ -159,8 +159,8 @@ def measure_history_throughput(settings: Settings, count: int) -> float:
 def run(args: argparse.Namespace) -> dict:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     base = Settings()
-    settings = base.model_copy(update={"topic_prefix": f"{prefix}.", "redis_prefix": prefix,
-                                       "model_dir": Path(tempfile.mkdtemp(prefix="learnrec-bench-"))})
+    settings = base.replace(topic_prefix=f"{prefix}.", redis_prefix=prefix,
+                                       model_dir=Path(tempfile.mkdtemp(prefix="learnrec-bench-")))
     ensure_topics(settings)
     load_at_start = round(os.getloadavg()[0], 2)  # other work on the machine skews every figure
     rng = np.random.default_rng(0)
@@ -185,12 +185,12 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "rates": rates,
         "encoder": encoder.model_id,
-        "encoder_alias": settings.encoder,
+        "encoder_alias": settings.encoder.name,
         "content_dim": encoder.content_dim,
         "encoder_items_per_s": round(encoder_rate, 1),
         "history_events_per_s": round(history_rate, 1),
-        "item_batch_size": settings.item_batch_size,
-        "history_batch_size": settings.history_batch_size,
+        "item_batch_size": settings.stream.item_batch_size,
+        "history_batch_size": settings.stream.history_batch_size,
         "encoder_backlog_items": args.encoder_items,
         "history_backlog_events": args.history_events,
         "cpus": os.cpu_count(),

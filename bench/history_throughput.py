@@ -59,7 +59,7 @@ def produce(settings: Settings, events: int, users: int, items: int) -> list[byt
 
 def bare_consumer(settings: Settings, events: int, group: str) -> float:
     """Records per second of a consumer that only counts what it polls."""
-    batch = settings.history_batch_size
+    batch = settings.stream.history_batch_size
     consumer = make_consumer(settings, group, [topic_name(settings, INTERACTIONS)], max_poll_records=batch)
     try:
         seen, deadline = 0, time.monotonic() + TIMEOUT_S
@@ -117,7 +117,7 @@ def _git_rev() -> str:
 
 
 def _delete_groups(settings: Settings, groups: list[str]) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **kafka_security(settings))
+    admin = KafkaAdminClient(bootstrap_servers=settings.connection.kafka_bootstrap_servers, **kafka_security(settings))
     try:
         admin.delete_consumer_groups(groups)
     except Exception:  # a group that never committed does not exist: nothing to delete
@@ -128,7 +128,7 @@ def _delete_groups(settings: Settings, groups: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     prefix = f"hbench{uuid.uuid4().hex[:8]}"
-    settings = Settings().model_copy(update={"topic_prefix": f"{prefix}.", "redis_prefix": prefix})
+    settings = Settings().replace(topic_prefix=f"{prefix}.", redis_prefix=prefix)
     ensure_topics(settings)
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     runs: dict[str, list[float]] = {"bare_consumer": [], "history_updater": [], "decode_only": []}
@@ -138,14 +138,14 @@ def run(args: argparse.Namespace) -> dict:
         log.info("produced %d events", len(values))
         for repeat in range(args.repeats):
             runs["bare_consumer"].append(bare_consumer(settings, args.events, f"{prefix}.bare-{repeat}"))
-            scratch.append(settings.model_copy(update={"redis_prefix": f"{prefix}r{repeat}"}))
+            scratch.append(settings.replace(redis_prefix=f"{prefix}r{repeat}"))
             runs["history_updater"].append(history_worker(scratch[-1], args.events))
             _delete_groups(settings, [group_name(settings, GROUP_HISTORY_UPDATER)])  # next: a fresh group
             runs["decode_only"].append(decode_only(values))
             log.info("repeat %d: %s", repeat, {k: round(v[-1]) for k, v in runs.items()})
         if args.profile:
             profile = cProfile.Profile()
-            scratch.append(settings.model_copy(update={"redis_prefix": f"{prefix}p"}))
+            scratch.append(settings.replace(redis_prefix=f"{prefix}p"))
             history_worker(scratch[-1], args.events, profile)
             pstats.Stats(profile).sort_stats("tottime").print_stats(args.profile_top)
     finally:
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> dict:
         "ratio_history_to_bare_per_repeat": [round(r, 3) for r in ratios],
         "events_per_s_per_repeat": {name: [round(r) for r in rates] for name, rates in runs.items()},
         "settings": {"events": args.events, "users": args.users, "items": args.items, "repeats": args.repeats,
-                     "history_batch_size": settings.history_batch_size, "partitions": settings.partitions},
+                     "history_batch_size": settings.stream.history_batch_size, "partitions": settings.connection.partitions},
         "cpus": os.cpu_count(),
         "load_average": {"start": load_at_start, "end": [round(x, 2) for x in os.getloadavg()]},
         "git_rev": _git_rev(),

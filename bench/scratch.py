@@ -13,8 +13,8 @@ BATCH = 5_000
 
 
 def delete_scratch(settings: Settings, *, topics: bool) -> None:
-    """UNLINK every Redis key under ``settings.redis_prefix``; with ``topics``, also delete the
-    topics under ``settings.topic_prefix`` (never with an empty prefix: it names every topic)."""
+    """UNLINK every Redis key under ``settings.connection.redis_prefix``; with ``topics``, also delete the
+    topics under ``settings.connection.topic_prefix`` (never with an empty prefix: it names every topic)."""
     client = make_redis(settings)
     try:
         batch: list[bytes] = []
@@ -27,10 +27,10 @@ def delete_scratch(settings: Settings, *, topics: bool) -> None:
             client.unlink(*batch)
     finally:
         client.close()
-    if not topics or not settings.topic_prefix:
+    if not topics or not settings.connection.topic_prefix:
         return
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **kafka_security(settings))
+    admin = KafkaAdminClient(bootstrap_servers=settings.connection.kafka_bootstrap_servers, **kafka_security(settings))
     try:
-        admin.delete_topics([t for t in admin.list_topics() if t.startswith(settings.topic_prefix)])
+        admin.delete_topics([t for t in admin.list_topics() if t.startswith(settings.connection.topic_prefix)])
     finally:
         admin.close()

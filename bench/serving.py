@@ -65,7 +65,7 @@ def fill(settings: Settings, args: argparse.Namespace) -> str:
     # a hybrid model with an ID row for every item: the request path looks rows up as it would
     torch_model = LearnModel(LearnConfig(content_dim=args.content_dim, output_dim=args.output_dim, id_rows=args.items))
     version = f"v{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-bench0"
-    export_version(torch_model, settings.model_dir / version, {"encoder": "bench-random"},
+    export_version(torch_model, settings.versions.model_dir / version, {"encoder": "bench-random"},
                    [f"item-{n}" for n in range(args.items)])
     rng = np.random.default_rng(0)
     histories = [rng.integers(0, args.items, int(rng.integers(5, 51))) for _ in range(args.users)]
@@ -85,7 +85,7 @@ def fill(settings: Settings, args: argparse.Namespace) -> str:
         ids = [f"item-{n}" for n in range(start, min(start + FILL_BATCH, args.items))]
         vectors = _unit(rng.standard_normal((len(ids), args.output_dim)))
         client.hset(keys.vectors(version), mapping={i: v.tobytes() for i, v in zip(ids, vectors, strict=True)})
-    ModelRegistry.from_settings(settings, client).register(settings.model_dir / version)
+    ModelRegistry.from_settings(settings, client).register(settings.versions.model_dir / version)
     client.set(keys.model_current(), version)
     client.close()
     return version
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> dict:
     base = Settings()
     model_dir = Path(tempfile.mkdtemp(prefix="learnrec-bench-serving-"))
     settings = Settings(
-        REDIS_URL=base.redis_url, redis_prefix=f"bench-serving-{uuid.uuid4().hex[:8]}",
+        REDIS_URL=base.connection.redis_url, redis_prefix=f"bench-serving-{uuid.uuid4().hex[:8]}",
         model_dir=model_dir,
     )
     server = None
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> dict:
         "users": args.users,
         "content_dim": args.content_dim,
         "output_dim": args.output_dim,
-        "index": "hnsw" if args.items >= settings.serving_exact_below else "exact",
+        "index": "hnsw" if args.items >= settings.serving.exact_below else "exact",
         "duration_s_per_rate": args.duration_s,
         "cpus": os.cpu_count(),
         "rps": rates,

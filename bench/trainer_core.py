@@ -42,7 +42,7 @@ def bench(threads: int, events: int, warmup: int, users: int, items: int, dim: i
     content.update([f"i{k}" for k in range(items)], vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
     settings = Settings()
     trainer = OnlineTrainer.from_scratch(content, TrainConfig.from_settings(settings), "bench-random",
-                                         settings.trainer_item_ids)
+                                         settings.trainer.item_ids)
     stream = synthetic_events(warmup + events, users, items)
     for start in range(0, warmup, chunk):
         trainer.add(stream[start : min(start + chunk, warmup)])

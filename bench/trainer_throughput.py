@@ -82,10 +82,10 @@ def bench_training(settings: Settings, events: int, users: int, items: int) -> d
 def bench_publish(settings: Settings, client, n_items: int, dim: int) -> dict:
     put_items(client, RedisKeys.from_settings(settings), n_items, dim)
     trainer = OnlineTrainer.from_scratch(ContentTable(dim), TrainConfig.from_settings(settings), "bench-random",
-                                         settings.trainer_item_ids)
+                                         settings.trainer.item_ids)
     registry = ModelRegistry.from_settings(settings, client)
     report = publish_model(trainer.model, registry, "bench-random",
-                           batch_size=settings.trainer_publish_batch_size, keep=settings.trainer_keep_versions)
+                           batch_size=settings.trainer.publish_batch_size, keep=settings.trainer.keep_versions)
     assert report.written == n_items
     return {"items": report.items, "export_s": round(report.export_s, 2),
             "reproject_and_write_s": round(report.project_s, 2), "total_s": round(report.total_s, 2)}
@@ -111,7 +111,7 @@ def main() -> None:
                   "trainer_publish_every_s": 10**9}
         if args.threads:
             update["trainer_threads"] = args.threads
-        settings = base.model_copy(update=update)
+        settings = base.replace(**update)
         client = make_redis(settings)
         ensure_topics(settings)
         try:
@@ -125,8 +125,8 @@ def main() -> None:
     result = {
         "training": training | {"users": args.users, "items": args.items, "content_dim": args.content_dim},
         "publish": publish,
-        "settings": {k: v for k, v in settings.model_dump().items()
-                     if k.startswith("trainer_") and k not in ("trainer_checkpoint", "trainer_publish_every_events", "trainer_publish_every_s")},
+        "settings": {f"trainer_{k}": v for k, v in settings.trainer.model_dump().items()
+                     if k not in ("checkpoint", "publish_every_events", "publish_every_s")},
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
     }

@@ -42,15 +42,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def ensure_services(settings: Settings, console: Console) -> Settings:
     """Kafka and Redis: already answering (``make demo`` starts the local ones), else Docker
     Compose when a daemon answers. Returns the settings pointing at them."""
-    if kafka_answers(settings.kafka_bootstrap_servers) and redis_answers(settings.redis_url):
+    if kafka_answers(settings.connection.kafka_bootstrap_servers) and redis_answers(settings.connection.redis_url):
         return settings
     docker = shutil.which("docker")
     if docker and subprocess.run([docker, "info"], capture_output=True).returncode == 0:
         console.print("starting Kafka and Redis with docker compose...")
         subprocess.run([docker, "compose", "up", "-d", "--wait", "kafka", "redis"], check=True)
         return settings
-    raise SystemExit(f"no Kafka at {settings.kafka_bootstrap_servers} or no Redis at "
-                     f"{settings.redis_url}: start them (`make demo` does, with the local "
+    raise SystemExit(f"no Kafka at {settings.connection.kafka_bootstrap_servers} or no Redis at "
+                     f"{settings.connection.redis_url}: start them (`make demo` does, with the local "
                      "launcher), run a Docker daemon, or set KAFKA_BOOTSTRAP_SERVERS and REDIS_URL")
 
 

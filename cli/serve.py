@@ -11,8 +11,8 @@ from learnrec.shared.config import get_settings
 
 def configure(parser: argparse.ArgumentParser) -> None:
     settings = get_settings()
-    parser.add_argument("--host", default=settings.serving_host)
-    parser.add_argument("--port", type=int, default=settings.serving_port)
+    parser.add_argument("--host", default=settings.serving.host)
+    parser.add_argument("--port", type=int, default=settings.serving.port)
     parser.add_argument(
         "--workers",
         type=int,

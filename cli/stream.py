@@ -39,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
     from learnrec.stream import workers
     settings = get_settings()
     worker = getattr(workers, _WORKERS[args.worker].build)(settings)
-    port = settings.metrics_port if args.metrics_port is None else args.metrics_port
+    port = settings.process.metrics_port if args.metrics_port is None else args.metrics_port
     workers.run_worker(worker, port, args.max_idle_s)
     return 0

@@ -25,12 +25,12 @@ def configure_offline(parser: argparse.ArgumentParser) -> None:
 
     settings = get_settings()
     parser.add_argument("--data", required=True, help="UniSRec folder, RecBole folder or .jsonl log")
-    parser.add_argument("--out", type=Path, default=settings.model_dir,
+    parser.add_argument("--out", type=Path, default=settings.versions.model_dir,
                         help="model root: writes OUT/{version}/ and OUT/checkpoints/{version}.pt")
     parser.add_argument("--split", choices=("loo", "cold"), default="loo")
-    parser.add_argument("--encoder", default=settings.encoder, help="alias, HF name or path")
-    parser.add_argument("--max-tokens", type=int, default=settings.encoder_max_tokens)
-    parser.add_argument("--cache", type=Path, default=settings.cache_dir / "embeddings",
+    parser.add_argument("--encoder", default=settings.encoder.name, help="alias, HF name or path")
+    parser.add_argument("--max-tokens", type=int, default=settings.encoder.max_tokens)
+    parser.add_argument("--cache", type=Path, default=settings.process.cache_dir / "embeddings",
                         help="content embedding cache folder")
     parser.add_argument("--item-ids", choices=("hybrid", "none", "only"), default=None,
                         help="item representation: content + ID (default), content only, ID only")

@@ -25,7 +25,7 @@ class GroupOffsets:
     consumer that names the group but never subscribes only reads its commits)."""
 
     def __init__(self, settings: Settings, group: str, topic: str) -> None:
-        self._consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group,
+        self._consumer = KafkaConsumer(bootstrap_servers=settings.connection.kafka_bootstrap_servers, group_id=group,
                                        enable_auto_commit=False, **kafka_security(settings))
         self.partitions = [TopicPartition(topic, p) for p in self._consumer.partitions_for_topic(topic) or []]
 
@@ -200,7 +200,7 @@ def collect_user_examples(client: ServingClient, redis_client: redis.Redis, keys
 def count_dead_letters(settings: Settings) -> int:
     """Distinct events in the dead-letter topic (every consumer group that rejects an event
     writes its own record, tagged with its stage)."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
+    consumer = KafkaConsumer(bootstrap_servers=settings.connection.kafka_bootstrap_servers, enable_auto_commit=False,
                              **kafka_security(settings))
     try:
         topic = topic_name(settings, DEAD_LETTER)

@@ -55,17 +55,17 @@ class DemoRun:
     def __init__(self, base: Settings, data: DemoData, options: DemoOptions) -> None:
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
         folder = options.report_dir / f"demo-{self.run_id}"
-        settings = base.model_copy(update={
-            "topic_prefix": f"{base.topic_prefix}demo-{self.run_id}.",
-            "redis_prefix": f"{base.redis_prefix}:demo-{self.run_id}",
-            "model_dir": folder / "models",
-        })
+        settings = base.replace(
+            topic_prefix=f"{base.connection.topic_prefix}demo-{self.run_id}.",
+            redis_prefix=f"{base.connection.redis_prefix}:demo-{self.run_id}",
+            model_dir=folder / "models",
+        )
         self.ctx = RunContext(
             settings=settings,
             folder=folder,
             redis=make_redis(settings),
             keys=RedisKeys.from_settings(settings),
-            metrics=DemoMetrics(gate_events=settings.trainer_gate_events),
+            metrics=DemoMetrics(gate_events=settings.trainer.gate_events),
             fleet=Fleet(),
             console=Console(),
         )

@@ -40,19 +40,19 @@ class LocalServices:
 
     @property
     def root(self) -> Path:
-        return self.settings.cache_dir.resolve() / "services"
+        return self.settings.process.cache_dir.resolve() / "services"
 
     @property
     def kafka_home(self) -> Path:
-        return self.settings.cache_dir.resolve() / f"kafka-{self.settings.kafka_version}"
+        return self.settings.process.cache_dir.resolve() / f"kafka-{self.settings.local.kafka_version}"
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"127.0.0.1:{self.settings.kafka_port}"
+        return f"127.0.0.1:{self.settings.local.kafka_port}"
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.settings.redis_port}/0"
+        return f"redis://127.0.0.1:{self.settings.local.redis_port}/0"
 
     def env_lines(self) -> list[str]:
         return [
@@ -117,7 +117,7 @@ class LocalServices:
             [
                 binary,
                 "--bind", "127.0.0.1",
-                "--port", str(self.settings.redis_port),
+                "--port", str(self.settings.local.redis_port),
                 "--daemonize", "yes",
                 "--pidfile", str(self.root / "redis.pid"),
                 "--logfile", str(self.root / "redis.log"),
@@ -154,7 +154,7 @@ class LocalServices:
                 raise ServiceError(f"formatting Kafka storage failed: {result.stderr or result.stdout}")
         out = open(self.root / "kafka.out", "ab")
         process = subprocess.Popen(
-            [java, f"-Xmx{self.settings.kafka_heap}", f"-Xms{self.settings.kafka_heap}",
+            [java, f"-Xmx{self.settings.local.kafka_heap}", f"-Xms{self.settings.local.kafka_heap}",
              "-XX:+UseG1GC", f"-Dlog4j2.configurationFile={log4j}",
              "-cp", classpath, "kafka.Kafka", str(config)],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -173,9 +173,9 @@ class LocalServices:
             raise ServiceError("Maven (mvn) is required to fetch Kafka's jars the first time")
         self.kafka_home.mkdir(parents=True, exist_ok=True)
         (self.kafka_home / "pom.xml").write_text(
-            _POM.replace("@KAFKA@", self.settings.kafka_version).replace("@LOG4J@", LOG4J_VERSION)
+            _POM.replace("@KAFKA@", self.settings.local.kafka_version).replace("@LOG4J@", LOG4J_VERSION)
         )
-        print(f"fetching Apache Kafka {self.settings.kafka_version} jars with Maven (once)...", file=sys.stderr, flush=True)
+        print(f"fetching Apache Kafka {self.settings.local.kafka_version} jars with Maven (once)...", file=sys.stderr, flush=True)
         result = subprocess.run(
             [mvn, "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={jars}",
              "-DincludeScope=runtime"],
@@ -191,9 +191,9 @@ class LocalServices:
         return "\n".join([
             "process.roles=broker,controller",
             "node.id=1",
-            f"controller.quorum.bootstrap.servers=127.0.0.1:{s.kafka_controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port}",
+            f"controller.quorum.bootstrap.servers=127.0.0.1:{s.local.kafka_controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{s.local.kafka_port},CONTROLLER://127.0.0.1:{s.local.kafka_controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.local.kafka_port}",
             "controller.listener.names=CONTROLLER",
             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "inter.broker.listener.name=PLAINTEXT",

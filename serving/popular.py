@@ -57,10 +57,10 @@ class PopularItems:
     def refresh(self, now: float | None = None) -> None:
         """Re-read the window's buckets from Redis (ending at the stream's clock by default, see
         :mod:`learnrec.shared.popularity`)."""
-        bucket_s = self._settings.popularity_bucket_s
+        bucket_s = self._settings.stream.popularity_bucket_s
         bucket = window_end(self._redis, self._keys, bucket_s) if now is None else bucket_of(now, bucket_s)
         pipe = self._redis.pipeline(transaction=False)
-        for b in range(bucket - self._settings.popularity_window_buckets + 1, bucket + 1):
+        for b in range(bucket - self._settings.stream.popularity_window_buckets + 1, bucket + 1):
             pipe.zrange(self._keys.popular(b), 0, PER_BUCKET - 1, desc=True, withscores=True)
         counts: Counter[str] = Counter()
         for entries in pipe.execute():
@@ -74,5 +74,5 @@ class PopularItems:
                 self.refresh()
             except Exception:
                 log.exception("refreshing popular items failed")
-            if self._stop.wait(self._settings.serving_popular_refresh_s):
+            if self._stop.wait(self._settings.serving.popular_refresh_s):
                 return

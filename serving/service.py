@@ -26,12 +26,12 @@ class ServingService:
         self.settings = settings
         keys = RedisKeys.from_settings(settings)
         self.holder = VersionHolder()
-        self.cache = ContentCache(settings.serving_content_cache_items)
+        self.cache = ContentCache(settings.serving.content_cache_items)
         self.metrics = ServingMetrics(self.holder, self.cache)
         # The blocking XREAD and the loaders get their own connections (clients are pools).
         self._sync_redis = make_redis(settings)
         self._async_redis = aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0, **redis_security(settings)
+            settings.connection.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0, **redis_security(settings)
         )
         self.popular = PopularItems(settings, self._sync_redis)
         self.tailer = UpdateTailer(settings, self._sync_redis, self.holder, self.cache.invalidate)

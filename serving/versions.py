@@ -212,7 +212,7 @@ class VersionManager:
                 self.check()
             except Exception:  # Redis down, a broken version folder: log, keep watching
                 log.exception("model version check failed")
-            if self._stop.wait(self._settings.serving_version_poll_s):
+            if self._stop.wait(self._settings.serving.version_poll_s):
                 return
 
     def check(self) -> None:
@@ -251,8 +251,8 @@ class VersionManager:
         started = time.perf_counter()
         towers = self._registry.load_version(version_id)
         folder, dim = towers.info.path, towers.info.output_dim
-        options = {"exact_below": self._settings.serving_exact_below, "ef": self._settings.serving_hnsw_ef,
-                   "m": self._settings.serving_hnsw_m}
+        options = {"exact_below": self._settings.serving.exact_below, "ef": self._settings.serving.hnsw_ef,
+                   "m": self._settings.serving.hnsw_m}
         since = index_store.stream_end(self._redis, self._keys)  # before anything is read
         restored = index_store.restore(self._redis, self._keys, folder, dim, **options)
         version = ServingVersion(towers, restored[0] if restored else ItemIndex(dim, **options))

@@ -40,17 +40,17 @@ log = logging.getLogger(__name__)
 
 def kafka_security(settings: Settings) -> dict[str, object]:
     """Client options for SASL (PLAIN, SCRAM) and SSL from ``settings``; none for PLAINTEXT."""
-    protocol = settings.kafka_security_protocol
+    protocol = settings.connection.kafka_security_protocol
     options: dict[str, object] = {"security_protocol": protocol}
     if protocol.startswith("SASL"):
-        if not settings.kafka_sasl_username:
+        if not settings.connection.kafka_sasl_username:
             raise ValueError(f"{protocol} needs LEARNREC_KAFKA_SASL_USERNAME and LEARNREC_KAFKA_SASL_PASSWORD")
-        options |= {"sasl_mechanism": settings.kafka_sasl_mechanism,
-                    "sasl_plain_username": settings.kafka_sasl_username,
-                    "sasl_plain_password": settings.kafka_sasl_password.get_secret_value()}
+        options |= {"sasl_mechanism": settings.connection.kafka_sasl_mechanism,
+                    "sasl_plain_username": settings.connection.kafka_sasl_username,
+                    "sasl_plain_password": settings.connection.kafka_sasl_password.get_secret_value()}
     if protocol.endswith("SSL"):
-        files = {"ssl_cafile": settings.kafka_ssl_cafile, "ssl_certfile": settings.kafka_ssl_certfile,
-                 "ssl_keyfile": settings.kafka_ssl_keyfile}
+        files = {"ssl_cafile": settings.connection.kafka_ssl_cafile, "ssl_certfile": settings.connection.kafka_ssl_certfile,
+                 "ssl_keyfile": settings.connection.kafka_ssl_keyfile}
         options |= {name: path for name, path in files.items() if path}
     return options
 
@@ -58,7 +58,7 @@ def kafka_security(settings: Settings) -> dict[str, object]:
 def make_producer(settings: Settings, **overrides: object) -> KafkaProducer:
     """A durable producer (acks=all, idempotent) sending raw bytes."""
     options: dict[str, object] = {
-        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "bootstrap_servers": settings.connection.kafka_bootstrap_servers,
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,
@@ -89,15 +89,15 @@ def make_consumer(
     It subscribes once its topics' partitions are known (:func:`wait_for_partitions`), so its
     first assignment is already complete; ``listener`` hears every rebalance."""
     options: dict[str, object] = {
-        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "bootstrap_servers": settings.connection.kafka_bootstrap_servers,
         "group_id": group_id,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "max_poll_records": 500,
         "max_poll_interval_ms": 300_000,
         **FETCH_LIMITS,
-        "session_timeout_ms": settings.kafka_session_timeout_ms,
-        "heartbeat_interval_ms": settings.kafka_session_timeout_ms // 3,
+        "session_timeout_ms": settings.connection.kafka_session_timeout_ms,
+        "heartbeat_interval_ms": settings.connection.kafka_session_timeout_ms // 3,
         "client_id": f"learnrec-{group_id}",
         **kafka_security(settings),
     }
@@ -105,7 +105,7 @@ def make_consumer(
     topics = list(topics)
     consumer = KafkaConsumer(**options)
     try:
-        wait_for_partitions(consumer, topics, settings.kafka_metadata_wait_s)
+        wait_for_partitions(consumer, topics, settings.connection.kafka_metadata_wait_s)
     except BaseException:
         consumer.close(autocommit=False)
         raise
@@ -153,15 +153,15 @@ def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str
     Returns the names created. Existing topics are left as they are (their partition count is
     not changed: re-partitioning a keyed topic would reorder a key's events).
     """
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="learnrec-admin",
+    admin = KafkaAdminClient(bootstrap_servers=settings.connection.kafka_bootstrap_servers, client_id="learnrec-admin",
                              **kafka_security(settings))
     try:
         existing = set(admin.list_topics())
         wanted = [
             NewTopic(
                 name=spec.name,
-                num_partitions=partitions or settings.partitions,
-                replication_factor=settings.replication_factor,
+                num_partitions=partitions or settings.connection.partitions,
+                replication_factor=settings.connection.replication_factor,
                 topic_configs=spec.configs,
             )
             for spec in topic_specs(settings)

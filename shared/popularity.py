@@ -38,9 +38,9 @@ def popular_items(
     """The ``k`` items with most interactions in the window ending at ``now`` (default: the
     stream's clock), most first."""
     keys = RedisKeys.from_settings(settings)
-    bucket_s = settings.popularity_bucket_s
+    bucket_s = settings.stream.popularity_bucket_s
     last = window_end(client, keys, bucket_s) if now is None else bucket_of(now, bucket_s)
-    buckets = [keys.popular(b) for b in range(last - settings.popularity_window_buckets + 1, last + 1)]
+    buckets = [keys.popular(b) for b in range(last - settings.stream.popularity_window_buckets + 1, last + 1)]
     counts = client.zunion(buckets, withscores=True)
     ranked = sorted(counts, key=lambda pair: (-pair[1], pair[0]))[:k]
     return [(item.decode(), score) for item, score in ranked]

@@ -11,25 +11,25 @@ def redis_security(settings: Settings) -> dict[str, object]:
     """Client options for credentials and TLS: the ACL user and password when set (a password in
     the URL wins), the CA for a ``rediss://`` URL when set."""
     options: dict[str, object] = {}
-    if settings.redis_username:
-        options["username"] = settings.redis_username
-    if settings.redis_password.get_secret_value():
-        options["password"] = settings.redis_password.get_secret_value()
-    if settings.redis_ssl_ca_certs:
-        if not settings.redis_url.startswith("rediss://"):
+    if settings.connection.redis_username:
+        options["username"] = settings.connection.redis_username
+    if settings.connection.redis_password.get_secret_value():
+        options["password"] = settings.connection.redis_password.get_secret_value()
+    if settings.connection.redis_ssl_ca_certs:
+        if not settings.connection.redis_url.startswith("rediss://"):
             raise ValueError("LEARNREC_REDIS_SSL_CA_CERTS needs a rediss:// URL (TLS)")
-        options["ssl_ca_certs"] = settings.redis_ssl_ca_certs
+        options["ssl_ca_certs"] = settings.connection.redis_ssl_ca_certs
     return options
 
 
 def make_redis(settings: Settings) -> redis.Redis:
-    """A client on ``settings.redis_url`` returning raw bytes (vectors are stored as bytes).
+    """A client on ``settings.connection.redis_url`` returning raw bytes (vectors are stored as bytes).
 
     The timeouts are short because Redis is on the request path of serving: a slow Redis should
     fail a request, not hang it.
     """
     return redis.Redis.from_url(
-        settings.redis_url,
+        settings.connection.redis_url,
         socket_timeout=5.0,
         socket_connect_timeout=5.0,
         health_check_interval=30,

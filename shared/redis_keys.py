@@ -53,7 +53,7 @@ class RedisKeys:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisKeys:
-        return cls(settings.redis_prefix)
+        return cls(settings.connection.redis_prefix)
 
     def item(self, item_id: str) -> str:
         return f"{self.prefix}:item:{item_id}"

@@ -32,12 +32,12 @@ GROUP_TRAINER = "learnrec-trainer"
 
 def topic_name(settings: Settings, base: str) -> str:
     """The full topic name for ``base`` under the configured prefix."""
-    return f"{settings.topic_prefix}{base}"
+    return f"{settings.connection.topic_prefix}{base}"
 
 
 def group_name(settings: Settings, base: str) -> str:
     """Consumer-group names carry the topic prefix too, so prefixed deployments never share offsets."""
-    return f"{settings.topic_prefix}{base}"
+    return f"{settings.connection.topic_prefix}{base}"
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:

@@ -52,7 +52,7 @@ BATCH_FAILURES = Counter("learnrec_batch_failures_total", "Batches retried after
 
 
 def serve_metrics(port: int, name: str) -> None:
-    """Serve the process's Prometheus metrics on ``:port/metrics`` (``Settings.metrics_port``;
+    """Serve the process's Prometheus metrics on ``:port/metrics`` (``settings.process.metrics_port``;
     0: not served)."""
     if port:
         start_http_server(port)

@@ -150,12 +150,12 @@ class HistoryHandler:
         :class:`~learnrec.shared.rebuild.ReplayGuard`'s); None writes without that check."""
         self.keys = keys
         self._epoch = epoch or (lambda: None)
-        self.history_length = settings.history_length
-        self.history_ttl_s = settings.history_ttl_s
-        self.max_users = settings.history_max_users
-        self.bucket_s = settings.popularity_bucket_s
+        self.history_length = settings.stream.history_length
+        self.history_ttl_s = settings.stream.history_ttl_s
+        self.max_users = settings.stream.history_max_users
+        self.bucket_s = settings.stream.popularity_bucket_s
         # A bucket lives as long as the window that reads it, plus one bucket of slack.
-        self.popularity_ttl_s = settings.popularity_bucket_s * (settings.popularity_window_buckets + 1)
+        self.popularity_ttl_s = settings.stream.popularity_bucket_s * (settings.stream.popularity_window_buckets + 1)
         self._apply = client.register_script(_APPLY_BATCH)
 
     def __call__(self, batch: Sequence[Accepted[InteractionEvent]]) -> BatchResult:

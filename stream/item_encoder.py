@@ -60,29 +60,29 @@ class TextEncoder(Protocol):
 
 
 def load_encoder(settings: Settings) -> TextEncoder:
-    """The frozen content encoder named by ``Settings.encoder`` (alias, HF name or path) in
-    ``Settings.encoder_runtime``: torch on ``Settings.encoder_threads`` torch threads (a
+    """The frozen content encoder named by ``settings.encoder.name`` (alias, HF name or path) in
+    ``settings.encoder.runtime``: torch on ``settings.encoder.threads`` torch threads (a
     process-wide setting), or ONNX Runtime (fp32 or int8) on as many intra-op threads."""
-    if settings.encoder_runtime != "torch":
+    if settings.encoder.runtime != "torch":
         from learnrec.shared.model.onnx_encoder import RUNTIME_VARIANTS, OnnxContentEncoder
 
         return OnnxContentEncoder(
-            settings.encoder,
-            max_tokens=settings.encoder_max_tokens,
-            batch_size=settings.encoder_batch_size,
-            variant=RUNTIME_VARIANTS[settings.encoder_runtime],
-            threads=settings.encoder_threads,
-            cache_dir=settings.cache_dir / "onnx-encoders",
+            settings.encoder.name,
+            max_tokens=settings.encoder.max_tokens,
+            batch_size=settings.encoder.batch_size,
+            variant=RUNTIME_VARIANTS[settings.encoder.runtime],
+            threads=settings.encoder.threads,
+            cache_dir=settings.process.cache_dir / "onnx-encoders",
         )
     import torch
 
     from learnrec.shared.model.encoder import ContentEncoder
 
-    torch.set_num_threads(settings.encoder_threads)
+    torch.set_num_threads(settings.encoder.threads)
     return ContentEncoder(
-        settings.encoder,  # an alias stays the model id, the same on every machine
-        max_tokens=settings.encoder_max_tokens,
-        batch_size=settings.encoder_batch_size,
+        settings.encoder.name,  # an alias stays the model id, the same on every machine
+        max_tokens=settings.encoder.max_tokens,
+        batch_size=settings.encoder.batch_size,
     )
 
 

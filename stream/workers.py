@@ -56,21 +56,21 @@ def build_item_worker(settings: Settings, encoder: TextEncoder | None = None) ->
     encoder = encoder or load_encoder(settings)
     client = make_redis(settings)
     registry = ModelRegistry.from_settings(settings, client)
-    consumer = _consumer(settings, GROUP_ITEM_ENCODER, ITEMS, settings.item_batch_size)
+    consumer = _consumer(settings, GROUP_ITEM_ENCODER, ITEMS, settings.stream.item_batch_size)
     guard = ReplayGuard(client, RedisKeys.from_settings(settings), GROUP_ITEM_ENCODER, stream_workers(settings),
                         lambda: ensure_current_version(settings, registry, encoder.model_id, encoder.content_dim))
     guard.begin(consumer)  # a new Redis is marked as rebuilding before a version is restored in it
     version = ensure_current_version(settings, registry, encoder.model_id, encoder.content_dim)
     log.info("item encoder: encoder=%s content_dim=%d current_version=%s", encoder.model_id, encoder.content_dim, version)
     towers = VersionCache(registry, encoder.model_id, encoder.content_dim)
-    store = ItemStore(client, RedisKeys.from_settings(settings), towers, settings.item_updates_maxlen)
+    store = ItemStore(client, RedisKeys.from_settings(settings), towers, settings.stream.item_updates_maxlen)
     return BatchWorker(
         ITEM_WORKER,
         consumer,
         lambda record: decode_item_record(record.key, record.value),
         ItemEncoderHandler(encoder, store),
         DeadLetterWriter(make_producer(settings), topic_name(settings, DEAD_LETTER), ITEM_WORKER),
-        max_records=settings.item_batch_size,
+        max_records=settings.stream.item_batch_size,
         guard=guard,
     )
 
@@ -83,11 +83,11 @@ def build_history_worker(settings: Settings) -> BatchWorker:
     handler = HistoryHandler(client, keys, settings, epoch=lambda: guard.epoch)
     return BatchWorker(
         HISTORY_WORKER,
-        _consumer(settings, GROUP_HISTORY_UPDATER, INTERACTIONS, settings.history_batch_size),
+        _consumer(settings, GROUP_HISTORY_UPDATER, INTERACTIONS, settings.stream.history_batch_size),
         values(decode_interaction_event),
         handler,
         DeadLetterWriter(make_producer(settings), topic_name(settings, DEAD_LETTER), HISTORY_WORKER),
-        max_records=settings.history_batch_size,
+        max_records=settings.stream.history_batch_size,
         guard=guard,
     )
 

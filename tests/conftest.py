@@ -55,7 +55,7 @@ def redis_client(settings: Settings):
 
     client = make_redis(settings)
     yield client
-    keys = list(client.scan_iter(match=f"{settings.redis_prefix}:*", count=1000))
+    keys = list(client.scan_iter(match=f"{settings.connection.redis_prefix}:*", count=1000))
     if keys:
         client.delete(*keys)
     client.close()

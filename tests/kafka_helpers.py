@@ -13,7 +13,7 @@ from learnrec.shared.config import Settings
 def read_topic(settings: Settings, topic: str, expected: int, timeout_s: float = 30.0) -> list:
     """All records of ``topic`` (every partition, from offset 0) once ``expected`` have arrived."""
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        bootstrap_servers=settings.connection.kafka_bootstrap_servers,
         group_id=None,
         enable_auto_commit=False,
         client_id=f"test-reader-{uuid.uuid4().hex[:6]}",

@@ -5,7 +5,7 @@ only one mode has is that mode's part, ``offline`` (:class:`OfflineSchedule`) or
 (:class:`OnlineStream`), and a config carries exactly one of them, so no field of the other mode
 can be set (:meth:`TrainConfig.override` raises). The dataclass defaults are offline LEARN's
 (docs/MODEL.md); the online trainer's come from the ``trainer_<field>`` settings
-(:meth:`TrainConfig.from_settings`, environment ``LEARNREC_TRAINER_<FIELD>``).
+(:meth:`TrainConfig.from_settings`: ``settings.trainer``, environment ``LEARNREC_TRAINER_<FIELD>``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from learnrec.shared.config import Settings
+from learnrec.shared.config import Settings, TrainerSettings
 
 
 @dataclass(frozen=True)
@@ -127,10 +127,10 @@ class TrainConfig:
 
     @classmethod
     def from_settings(cls, s: Settings) -> TrainConfig:
-        """The online config: each field that has a ``trainer_<field>`` setting read from it
+        """The online config: each field that the trainer's settings also have read from them
         (:func:`settings_fields`), ``mask_history`` on. No setting names the full-softmax
         threshold: online steps sample ``negatives`` items (all when the catalogue has no more)."""
-        read = {name: getattr(s, setting) for name, setting in settings_fields().items()}
+        read = {name: getattr(s.trainer, name) for name in settings_fields()}
         stream = {k: read.pop(k) for k in _names(OnlineStream) if k in read}
         return cls(**read, full_softmax_max_items=0, offline=None, online=OnlineStream(**stream))
 
@@ -142,8 +142,7 @@ def _names(cls: type) -> set[str]:
 SHARED_FIELDS = _names(TrainConfig) - {"offline", "online"}
 
 
-def settings_fields() -> dict[str, str]:
-    """Each field of :class:`TrainConfig` and :class:`OnlineStream` that has a setting -> that
-    setting's name: ``trainer_<field>``."""
-    names = sorted(SHARED_FIELDS | _names(OnlineStream))
-    return {n: f"trainer_{n}" for n in names if f"trainer_{n}" in Settings.model_fields}
+def settings_fields() -> list[str]:
+    """The fields of :class:`TrainConfig` and :class:`OnlineStream` that
+    :class:`~learnrec.shared.config.TrainerSettings` has too (``LEARNREC_TRAINER_<FIELD>``)."""
+    return sorted(n for n in SHARED_FIELDS | _names(OnlineStream) if n in TrainerSettings.model_fields)

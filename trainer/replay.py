@@ -43,9 +43,9 @@ def content_embeddings(settings: Settings, texts: list[str]) -> tuple[np.ndarray
     """Content float32 ``[n_items, content_dim]`` from the configured encoder (cached on disk)."""
     from learnrec.shared.model.encoder import ContentEncoder, EmbeddingCache
 
-    encoder = ContentEncoder(settings.encoder, max_tokens=settings.encoder_max_tokens,
-                             device="cpu", batch_size=settings.encoder_batch_size)
-    cache = EmbeddingCache(settings.cache_dir / "embeddings")
+    encoder = ContentEncoder(settings.encoder.name, max_tokens=settings.encoder.max_tokens,
+                             device="cpu", batch_size=settings.encoder.batch_size)
+    cache = EmbeddingCache(settings.process.cache_dir / "embeddings")
     return cache.encode(encoder, texts, progress=True), encoder.model_id
 
 
@@ -62,7 +62,7 @@ def _produce(settings: Settings, topic: str, stream: list[StreamEvent], item_ids
 def _consume(settings: Settings, topic: str, total: int, on_batch, batch_size: int) -> None:
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
+    consumer = KafkaConsumer(bootstrap_servers=settings.connection.kafka_bootstrap_servers, group_id=None,
                              enable_auto_commit=False, client_id="learnrec-replay", **FETCH_LIMITS,
                              **kafka_security(settings))
     tp = TopicPartition(topic, 0)
@@ -118,11 +118,11 @@ def pretrain(ds: SeqDataset, prefix: dict[str, list[int]], content: np.ndarray, 
 def replay(settings: Settings, data: Path, out_dir: Path, *, offline_fraction: float, offline_minutes: float,
            publish_every: int, score_every: int, max_events: int | None = None) -> dict:
     """Run the whole experiment; returns the result dict (also written as JSON + PNG)."""
-    torch.set_num_threads(settings.trainer_threads)
-    torch.manual_seed(settings.trainer_seed)
+    torch.set_num_threads(settings.trainer.threads)
+    torch.manual_seed(settings.trainer.seed)
     started = time.perf_counter()
     ds = load_dataset(data)
-    stream = time_ordered(ds, event_times(data, ds, settings.trainer_seed))[:max_events]
+    stream = time_ordered(ds, event_times(data, ds, settings.trainer.seed))[:max_events]
     content_np, encoder = content_embeddings(settings, ds.item_texts)
     content = torch.from_numpy(content_np)
     table = ContentTable(content_np.shape[1])
@@ -132,7 +132,7 @@ def replay(settings: Settings, data: Path, out_dir: Path, *, offline_fraction: f
     prefix: dict[str, list[int]] = {}
     for e in stream[:n_offline]:
         prefix.setdefault(e.user, []).append(e.item)
-    model, id_items, offline_report = pretrain(ds, prefix, content_np, offline_minutes, settings.trainer_seed)
+    model, id_items, offline_report = pretrain(ds, prefix, content_np, offline_minutes, settings.trainer.seed)
     # the replay scores every event itself: nothing is held back for a publish gate
     cfg = TrainConfig.from_settings(settings).override(gate_events=0)
     trainer = OnlineTrainer(model, table, cfg, encoder, IdIndex(id_items))
@@ -143,7 +143,7 @@ def replay(settings: Settings, data: Path, out_dir: Path, *, offline_fraction: f
         evaluation.warm(e.user, e.item)
     offline_s = time.perf_counter() - started
 
-    run_settings = settings.model_copy(update={"topic_prefix": f"replay-{ds.name}-{secrets.token_hex(3)}.", "partitions": 1})
+    run_settings = settings.replace(topic_prefix=f"replay-{ds.name}-{secrets.token_hex(3)}.", partitions=1)
     topic = topic_name(run_settings, INTERACTIONS)
     ensure_topics(run_settings, partitions=1)
     online_part = stream[n_offline:]
@@ -185,5 +185,5 @@ def _result(ds: SeqDataset, stream: list[StreamEvent], n_offline: int, evaluatio
         "second_half_recall@10": {m: round(tally.recall(m, n // 2), 5) for m in tally.hits},
         "recall@10": {m: round(tally.recall(m), 5) for m in tally.hits},
         "curve": curve(tally),
-        "settings": {"trainer_threads": settings.trainer_threads, "encoder": settings.encoder},
+        "settings": {"trainer_threads": settings.trainer.threads, "encoder": settings.encoder.name},
     }

@@ -61,9 +61,9 @@ def content_dim_from_redis(client: redis.Redis, keys: RedisKeys, wait_s: float =
 
 def serving_encoder(settings: Settings, registry: ModelRegistry) -> str:
     """The content encoder the stored items were encoded with: the current version's (the item
-    encoder publishes a bootstrap version naming it), else ``settings.encoder``."""
+    encoder publishes a bootstrap version naming it), else ``settings.encoder.name``."""
     current = registry.current()
-    return registry.info(current).encoder if current else settings.encoder
+    return registry.info(current).encoder if current else settings.encoder.name
 
 
 def build_trainer(settings: Settings, client: redis.Redis, registry: ModelRegistry) -> OnlineTrainer:
@@ -72,7 +72,7 @@ def build_trainer(settings: Settings, client: redis.Redis, registry: ModelRegist
     cfg = TrainConfig.from_settings(settings)
     keys = RedisKeys.from_settings(settings)
     encoder = serving_encoder(settings, registry)
-    path = settings.trainer_checkpoint if settings.trainer_checkpoint.exists() else settings.trainer_init
+    path = settings.trainer.checkpoint if settings.trainer.checkpoint.exists() else settings.trainer.init
     if path:
         log.info("starting from checkpoint %s", path)
         model, extra = checkpoint.load(path)
@@ -83,7 +83,7 @@ def build_trainer(settings: Settings, client: redis.Redis, registry: ModelRegist
         return trainer
     log.info("starting from scratch")
     content = ContentTable(content_dim_from_redis(client, keys), client, keys)
-    return OnlineTrainer.from_scratch(content, cfg, encoder, settings.trainer_item_ids)
+    return OnlineTrainer.from_scratch(content, cfg, encoder, settings.trainer.item_ids)
 
 
 class TrainerLoop:
@@ -131,18 +131,18 @@ class TrainerLoop:
     def tick(self) -> None:
         """Checkpoint and publish when due (called between batches)."""
         s = self.settings
-        due = self.since_publish >= s.trainer_publish_every_events or (
+        due = self.since_publish >= s.trainer.publish_every_events or (
             self.unpublished_since is not None
-            and time.monotonic() - self.unpublished_since >= s.trainer_publish_every_s
+            and time.monotonic() - self.unpublished_since >= s.trainer.publish_every_s
         )
         if due and time.monotonic() >= self.retry_at:
             self.checkpoint()
             self.publish()
-        elif self.since_checkpoint >= s.trainer_checkpoint_every:
+        elif self.since_checkpoint >= s.trainer.checkpoint_every:
             self.checkpoint()
 
     def checkpoint(self) -> None:
-        self.trainer.save(self.settings.trainer_checkpoint)
+        self.trainer.save(self.settings.trainer.checkpoint)
         self.since_checkpoint = 0
         log.info(
             "checkpoint: %d events trained, %d steps, loss %.4f, %d users",
@@ -162,8 +162,8 @@ class TrainerLoop:
             forced = registry.redis.getdel(registry.keys.model_force_publish()) is not None
             current = registry.current()
             decision = decide(candidate, registry.load_version(current) if current else None,
-                              trainer.held_back(), trainer.content, s.trainer_gate_tolerance,
-                              s.trainer_gate_min_events, forced)
+                              trainer.held_back(), trainer.content, s.trainer.gate_tolerance,
+                              s.trainer.gate_min_events, forced)
             log.info("publish gate: %s %s (%s)", "publish" if decision.published else "hold",
                      decision.candidate, decision.reason)
             if decision.published:
@@ -174,8 +174,8 @@ class TrainerLoop:
                         trainer.content.update(batch.item_ids, batch.content)
                         catalogue.update(batch.item_ids)
 
-                report = publish(registry, candidate.info.version, batch_size=s.trainer_publish_batch_size,
-                                 keep=s.trainer_keep_versions, towers=candidate, export_s=export_s,
+                report = publish(registry, candidate.info.version, batch_size=s.trainer.publish_batch_size,
+                                 keep=s.trainer.keep_versions, towers=candidate, export_s=export_s,
                                  on_batch=follow_catalogue)
                 trainer.content.keep_only(catalogue)
                 self.published.append(report.version)
@@ -186,7 +186,7 @@ class TrainerLoop:
             self.decisions.append(decision)
         except Exception:
             self.failed_publishes += 1
-            wait_s = min(s.trainer_publish_retry_s * 2 ** (self.failed_publishes - 1), s.trainer_publish_retry_max_s)
+            wait_s = min(s.trainer.publish_retry_s * 2 ** (self.failed_publishes - 1), s.trainer.publish_retry_max_s)
             self.retry_at = time.monotonic() + wait_s
             log.exception("publish failed (%d in a row); retrying in %.0f s", self.failed_publishes, wait_s)
             if candidate is not None:
@@ -251,9 +251,9 @@ def build_trainer_worker(settings: Settings) -> tuple[BatchWorker, TrainerLoop]:
 
 def run(settings: Settings, max_idle_s: float | None = None, metrics_port: int | None = None) -> TrainerLoop:
     """Train until SIGTERM/SIGINT (or ``max_idle_s`` without events), serving Prometheus metrics
-    on ``metrics_port`` (default ``Settings.metrics_port``; 0: none); returns the loop."""
-    torch.set_num_threads(settings.trainer_threads)
-    serve_metrics(settings.metrics_port if metrics_port is None else metrics_port, WORKER)
+    on ``metrics_port`` (default ``settings.process.metrics_port``; 0: none); returns the loop."""
+    torch.set_num_threads(settings.trainer.threads)
+    serve_metrics(settings.process.metrics_port if metrics_port is None else metrics_port, WORKER)
     worker, loop = build_trainer_worker(settings)
     worker.install_signal_handlers()
     worker.run(max_idle_s, after_poll=loop.tick)

@@ -13,7 +13,7 @@ bootstrap recommends items whose text resembles what the user interacted with: t
 "w/o alignment" variant. Its id is derived from the encoder, dims and seed, so every replica
 that bootstraps at once builds the same version.
 
-Alternatively ``Settings.bootstrap_model`` names an offline version folder (with ``meta.json``)
+Alternatively ``settings.versions.bootstrap_model`` names an offline version folder (with ``meta.json``)
 or a trainer checkpoint file, which is exported and published instead.
 """
 
@@ -161,27 +161,27 @@ def export_content_projected(
 
 
 def _configured_folder(settings: Settings, encoder_id: str) -> Path:
-    """The folder of ``Settings.bootstrap_model``: a version folder, or a checkpoint exported."""
-    source = Path(settings.bootstrap_model)
+    """The folder of ``settings.versions.bootstrap_model``: a version folder, or a checkpoint exported."""
+    source = Path(settings.versions.bootstrap_model)
     if source.is_dir():
         return source
     from learnrec.versions.export import export_checkpoint  # torch: only for a checkpoint
 
-    return export_checkpoint(source, settings.model_dir, encoder_id, f"bootstrap:checkpoint({source})")
+    return export_checkpoint(source, settings.versions.model_dir, encoder_id, f"bootstrap:checkpoint({source})")
 
 
 def build_bootstrap(settings: Settings, encoder_id: str, content_dim: int) -> Path:
     """The bootstrap version folder for this encoder, written if needed."""
-    if settings.bootstrap_model:
+    if settings.versions.bootstrap_model:
         return _configured_folder(settings, encoder_id)
-    version = bootstrap_version_id(encoder_id, content_dim, settings.bootstrap_output_dim, settings.bootstrap_seed)
+    version = bootstrap_version_id(encoder_id, content_dim, settings.versions.bootstrap_output_dim, settings.versions.bootstrap_seed)
     return export_content_projected(
-        settings.model_dir / version,
+        settings.versions.model_dir / version,
         encoder_id,
         content_dim,
-        settings.bootstrap_output_dim,
-        settings.bootstrap_seed,
-        settings.history_length,
+        settings.versions.bootstrap_output_dim,
+        settings.versions.bootstrap_seed,
+        settings.stream.history_length,
     )
 
 

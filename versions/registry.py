@@ -83,8 +83,8 @@ class ModelRegistry:
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis) -> ModelRegistry:
-        return cls(client, RedisKeys.from_settings(settings), settings.model_dir, settings.onnx_threads,
-                   settings.model_publish_lease_s)
+        return cls(client, RedisKeys.from_settings(settings), settings.versions.model_dir, settings.versions.onnx_threads,
+                   settings.versions.model_publish_lease_s)
 
     # -- reading -------------------------------------------------------------------------------
 

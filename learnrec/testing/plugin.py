@@ -8,7 +8,7 @@ Fixtures:
 - ``learnrec_settings``: :class:`~learnrec.shared.config.Settings` for one test: fresh topic and Redis
   key prefixes, model versions and the trainer's checkpoint under ``tmp_path``; the trainer
   publishes (with no gate) after 500 interactions, so a short test sees the bootstrap version
-  (override the fixture with ``learnrec_settings.model_copy(update={...})`` to change that);
+  (override the fixture with ``learnrec_settings.replace(...)`` to change that);
 - ``learnrec``: a running :class:`~learnrec.testing.stack.LearnrecStack` (the four components,
   a producer as ``learnrec.producer``, a client as ``learnrec.client``, and
   ``wait_until_servable`` / ``wait_until_reflected``); its Redis keys are deleted afterwards.
@@ -79,6 +79,6 @@ def learnrec(learnrec_settings):
             stack.stop()
         finally:
             with make_redis(learnrec_settings) as redis:
-                keys = list(redis.scan_iter(match=f"{learnrec_settings.redis_prefix}:*", count=1000))
+                keys = list(redis.scan_iter(match=f"{learnrec_settings.connection.redis_prefix}:*", count=1000))
                 if keys:
                     redis.delete(*keys)

@@ -53,7 +53,7 @@ class LearnrecStack:
         if self.with_trainer:
             self._thread("trainer", self._train)
         self._server = LiveServer(self.settings).__enter__()
-        keys = parse_keys(self.settings.serving_api_keys.get_secret_value())
+        keys = parse_keys(self.settings.serving.api_keys.get_secret_value())
         self.producer = EventProducer(self.settings)
         self.client = RecommendationsClient(self.url, api_key=keys[0].decode() if keys else None,
                                             timeout_s=10.0)
@@ -124,7 +124,7 @@ class LearnrecStack:
                     return
         import torch
 
-        torch.set_num_threads(self.settings.trainer_threads)
+        torch.set_num_threads(self.settings.trainer.threads)
         worker, loop = build_trainer_worker(self.settings)
         self._workers.append(worker)
         if self._stop.is_set():

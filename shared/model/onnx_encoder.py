@@ -42,7 +42,7 @@ from learnrec.shared.model.encoder import (
     mean_pool,
 )
 
-RUNTIME_VARIANTS = {"onnx": "fp32", "onnx-int8": "int8"}  # Settings.encoder_runtime -> variant
+RUNTIME_VARIANTS = {"onnx": "fp32", "onnx-int8": "int8"}  # settings.encoder.runtime -> variant
 VARIANTS = tuple(RUNTIME_VARIANTS.values())
 OPSET = 17
 _FUSED_MODEL_TYPES = ("bert",)  # Hugging Face model types ORT's transformer optimizer fuses

@@ -38,7 +38,7 @@ def _one_round(base: Settings, redis_client) -> None:
     """The serving end-to-end set-up on fresh topics, groups and keys: both stream workers in
     threads and a live server, started at once; both workers must apply a record."""
     prefix = f"s{uuid.uuid4().hex[:10]}"
-    settings = base.model_copy(update={"topic_prefix": f"{prefix}.", "redis_prefix": prefix})
+    settings = base.replace(topic_prefix=f"{prefix}.", redis_prefix=prefix)
     keys = RedisKeys.from_settings(settings)
     ensure_topics(settings)
     workers = [build_item_worker(settings, HashEncoder()), build_history_worker(settings)]
@@ -87,12 +87,12 @@ def test_the_first_assignment_after_topic_creation_is_complete(settings):
     partition (no empty assignment followed by a metadata-driven rebalance)."""
     ensure_topics(settings)
     listener = _Assignments()
-    consumer = make_consumer(settings, f"{settings.topic_prefix}g", [topic_name(settings, ITEMS)],
+    consumer = make_consumer(settings, f"{settings.connection.topic_prefix}g", [topic_name(settings, ITEMS)],
                              listener=listener)
     try:
         assert wait_until(lambda: consumer.poll(timeout_ms=100) is not None and listener.assigned,
                           timeout_s=30, every_s=0)
-        assert listener.assigned[0] == set(range(settings.partitions)), listener.assigned
+        assert listener.assigned[0] == set(range(settings.connection.partitions)), listener.assigned
     finally:
         consumer.close(autocommit=False)
 
@@ -100,12 +100,12 @@ def test_the_first_assignment_after_topic_creation_is_complete(settings):
 def test_a_consumer_of_a_missing_topic_fails_clearly(settings):
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    consumer = KafkaConsumer(bootstrap_servers=settings.connection.kafka_bootstrap_servers)
     try:
         with pytest.raises(TopicsNotReady, match="no partition metadata"):
-            wait_for_partitions(consumer, [f"{settings.topic_prefix}never-created"], 0.5)
+            wait_for_partitions(consumer, [f"{settings.connection.topic_prefix}never-created"], 0.5)
         ensure_topics(settings)
         counts = wait_for_partitions(consumer, [topic_name(settings, ITEMS)], 10)
-        assert counts == {topic_name(settings, ITEMS): settings.partitions}
+        assert counts == {topic_name(settings, ITEMS): settings.connection.partitions}
     finally:
         consumer.close()

@@ -43,7 +43,7 @@ def test_redelivered_records_and_duplicate_events_have_no_second_effect(settings
     handler(_batch(events[:3], partition=1))  # another partition has its own watermark: applied
     for user in range(3):
         mine = [f"i{n}" for n in range(user, 300, 3)]
-        assert _history(redis_client, keys, f"u{user}") == (mine + [f"i{user}"])[-settings.history_length:]
+        assert _history(redis_client, keys, f"u{user}") == (mine + [f"i{user}"])[-settings.stream.history_length:]
     assert redis_client.hgetall(keys.history_applied()) == {b"interactions:0": b"300", b"interactions:1": b"2"}
     # O(partitions + users) keys, none per event
     users = {f"u{n}" for n in range(3)}
@@ -54,7 +54,7 @@ def test_redelivered_records_and_duplicate_events_have_no_second_effect(settings
 
 
 def test_histories_expire_and_the_least_recently_active_users_leave_past_the_cap(settings, redis_client):
-    capped = settings.model_copy(update={"history_max_users": 2, "history_ttl_s": 600})
+    capped = settings.replace(history_max_users=2, history_ttl_s=600)
     keys = RedisKeys.from_settings(capped)
     handler = HistoryHandler(redis_client, keys, capped)
     now = time.time()
@@ -74,12 +74,12 @@ def test_histories_expire_and_the_least_recently_active_users_leave_past_the_cap
 def test_redis_key_count_stays_flat_under_a_steady_stream_of_new_users(settings, redis_client):
     """New users keep arriving: past ``history_max_users`` the key count stops growing (before
     the cap it grew by two keys per user, and before the watermarks by one key per event)."""
-    capped = settings.model_copy(update={"history_max_users": 40})
+    capped = settings.replace(history_max_users=40)
     keys = RedisKeys.from_settings(capped)
     handler = HistoryHandler(redis_client, keys, capped)
     # every event inside one popularity bucket: a bucket boundary between two rounds would add
     # a key of its own (the test failed once when its rounds straddled a full hour)
-    now = (time.time() // capped.popularity_bucket_s) * capped.popularity_bucket_s
+    now = (time.time() // capped.stream.popularity_bucket_s) * capped.stream.popularity_bucket_s
     offset, counts = 0, []
     for round_ in range(8):
         events = [InteractionEvent(event_id=f"r{round_}-{k}", user_id=f"user-{round_}-{k % 30}", item_id=f"i{k % 7}",
@@ -97,7 +97,7 @@ def test_one_large_batch_has_the_effects_of_its_events_one_at_a_time(settings, r
     duplicate inside the batch. Times keep their every bit through the JSON argument."""
     keys = RedisKeys.from_settings(settings)
     handler = HistoryHandler(redis_client, keys, settings)
-    bucket_s = settings.popularity_bucket_s
+    bucket_s = settings.stream.popularity_bucket_s
     now = bucket_of(time.time(), bucket_s) * bucket_s + bucket_s / 2 + 0.123456789
     handler(_batch([InteractionEvent(event_id="before", user_id="old", item_id="i0", timestamp=now)]))
     hot = [InteractionEvent(event_id=f"h{n}", user_id="hot", item_id=f"i{n % 800}", timestamp=now + n / 10)
@@ -107,7 +107,7 @@ def test_one_large_batch_has_the_effects_of_its_events_one_at_a_time(settings, r
     duplicates = REGISTRY.get_sample_value("learnrec_interactions_total", {"outcome": "duplicate"}) or 0
     handler(_batch(hot + others + [hot[5]], first_offset=1))
     assert REGISTRY.get_sample_value("learnrec_interactions_total", {"outcome": "duplicate"}) == duplicates + 1
-    assert _history(redis_client, keys, "hot") == [e.item_id for e in hot][-settings.history_length:]
+    assert _history(redis_client, keys, "hot") == [e.item_id for e in hot][-settings.stream.history_length:]
     assert [i.decode() for i in redis_client.lrange(keys.history_events("hot"), 0, -1)] == \
         [e.event_id for e in hot][-RECENT_EVENT_IDS:]
     expected = Counter(e.item_id for e in hot + others) + Counter(["i0"])

@@ -36,11 +36,11 @@ def test_topics_are_created_with_their_layout(settings):
     created = ensure_topics(settings)
     assert set(created) == {topic_name(settings, t) for t in (ITEMS, INTERACTIONS, DEAD_LETTER)}
     assert ensure_topics(settings) == []  # idempotent
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = KafkaAdminClient(bootstrap_servers=settings.connection.kafka_bootstrap_servers)
     try:
         items = topic_name(settings, ITEMS)
         described = admin.describe_topics([items])
-        assert len(described[0]["partitions"]) == settings.partitions
+        assert len(described[0]["partitions"]) == settings.connection.partitions
         configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, items)])
         text = repr(configs)
         assert "cleanup.policy" in text and "compact" in text

@@ -86,8 +86,8 @@ def test_a_wiped_redis_is_rebuilt_from_the_logs(settings, redis_client):
                               and redis_client.smembers(keys.items()) == set(SERVED), 60)
             # a trained version replaces the bootstrap one: the rebuild must bring *it* back
             registry = ModelRegistry.from_settings(settings, redis_client)
-            folder = export_content_projected(settings.model_dir / "trained", HashEncoder(DIM).model_id, DIM, 8,
-                                              seed=7, max_history=settings.history_length)
+            folder = export_content_projected(settings.versions.model_dir / "trained", HashEncoder(DIM).model_id, DIM, 8,
+                                              seed=7, max_history=settings.stream.history_length)
             registry.publish(registry.register(folder).version)
             before = _state(redis_client, keys, settings)
             assert before["current"] == b"trained" and before["vectors"] == before["items"] == sorted(SERVED)

@@ -34,7 +34,7 @@ def catalogue(settings, redis_client):
     keys = RedisKeys.from_settings(settings)
     put_items(redis_client, keys, ids, content, {VERSION: item_vectors(weight, content)}, notify=False)
     ModelRegistry.from_settings(settings, redis_client).register(
-        export_tiny_version(settings.model_dir, VERSION, weight)
+        export_tiny_version(settings.versions.model_dir, VERSION, weight)
     )
     return keys, ids, content
 
@@ -90,7 +90,7 @@ def test_a_click_changes_the_next_answer(client, catalogue, redis_client) -> Non
 def test_users_without_history_get_popular_items(client, catalogue, redis_client, settings) -> None:
     keys = catalogue[0]
     service = client.app.state.service
-    bucket = int(__import__("time").time() // settings.popularity_bucket_s)
+    bucket = int(__import__("time").time() // settings.stream.popularity_bucket_s)
     redis_client.zadd(keys.popular(bucket), {"c0-3": 5, "c1-4": 9})
     redis_client.zadd(keys.popular(bucket - 1), {"c0-3": 7})
     service.popular.refresh()

@@ -32,17 +32,17 @@ def _remove(redis_client, keys: RedisKeys, item_ids: list[str]) -> None:
 
 
 def test_a_second_process_loads_the_snapshot_and_catches_up(settings, redis_client, monkeypatch) -> None:
-    settings = settings.model_copy(update={"serving_exact_below": 50})
+    settings = settings.replace(serving_exact_below=50)
     keys = RedisKeys.from_settings(settings)
     rng = np.random.default_rng(0)
     ids, vectors = _items(0, 300, rng)
     put_items(redis_client, keys, ids, vectors, {VERSION: vectors})
     ModelRegistry.from_settings(settings, redis_client).register(
-        export_tiny_version(settings.model_dir, VERSION, np.eye(DIM, dtype=np.float32)))
+        export_tiny_version(settings.versions.model_dir, VERSION, np.eye(DIM, dtype=np.float32)))
 
     first = VersionManager(settings, redis_client, VersionHolder()).load(VERSION)
     assert first.index.approximate and len(first.index) == 300
-    snapshot = settings.model_dir / VERSION / index_store.FOLDER
+    snapshot = settings.versions.model_dir / VERSION / index_store.FOLDER
     assert (snapshot / "graph.hnsw").exists() and (snapshot / "stream_id").exists()
 
     new_ids, new_vectors = _items(300, 20, rng)
@@ -64,14 +64,14 @@ def test_a_second_process_loads_the_snapshot_and_catches_up(settings, redis_clie
 
 
 def test_a_snapshot_older_than_the_trimmed_stream_is_not_used(settings, redis_client) -> None:
-    settings = settings.model_copy(update={"serving_exact_below": 50})
+    settings = settings.replace(serving_exact_below=50)
     keys = RedisKeys.from_settings(settings)
     ids, vectors = _items(0, 100, np.random.default_rng(1))
     put_items(redis_client, keys, ids, vectors, {VERSION: vectors})
     ModelRegistry.from_settings(settings, redis_client).register(
-        export_tiny_version(settings.model_dir, VERSION, np.eye(DIM, dtype=np.float32)))
+        export_tiny_version(settings.versions.model_dir, VERSION, np.eye(DIM, dtype=np.float32)))
     VersionManager(settings, redis_client, VersionHolder()).load(VERSION)
-    folder = settings.model_dir / VERSION
+    folder = settings.versions.model_dir / VERSION
     assert index_store.restore(redis_client, keys, folder, DIM) is not None
 
     more, more_vectors = _items(100, 5, np.random.default_rng(2))
@@ -85,12 +85,12 @@ def test_a_snapshot_older_than_the_trimmed_stream_is_not_used(settings, redis_cl
 
 
 def test_without_any_item_update_the_snapshot_is_used(settings, redis_client) -> None:
-    settings = settings.model_copy(update={"serving_exact_below": 50})
+    settings = settings.replace(serving_exact_below=50)
     keys = RedisKeys.from_settings(settings)
     ids, vectors = _items(0, 100, np.random.default_rng(3))
     put_items(redis_client, keys, ids, vectors, {VERSION: vectors}, notify=False)
     ModelRegistry.from_settings(settings, redis_client).register(
-        export_tiny_version(settings.model_dir, VERSION, np.eye(DIM, dtype=np.float32)))
+        export_tiny_version(settings.versions.model_dir, VERSION, np.eye(DIM, dtype=np.float32)))
     VersionManager(settings, redis_client, VersionHolder()).load(VERSION)
-    restored = index_store.restore(redis_client, keys, settings.model_dir / VERSION, DIM)
+    restored = index_store.restore(redis_client, keys, settings.versions.model_dir / VERSION, DIM)
     assert restored is not None and restored[1] == "0-0" and len(restored[0]) == 100

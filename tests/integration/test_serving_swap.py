@@ -66,7 +66,7 @@ def test_no_request_fails_during_version_swaps(settings, redis_client) -> None:
     put_items(redis_client, keys, ids, content,
               {A: item_vectors(weight, content), B: item_vectors(-weight, content)}, notify=False)
     for version, w in ((A, weight), (B, -weight)):
-        registry.register(export_tiny_version(settings.model_dir, version, w))
+        registry.register(export_tiny_version(settings.versions.model_dir, version, w))
     redis_client.rpush(keys.history("u1"), "c2-0", "c2-1", "c2-2")
     redis_client.set(keys.model_current(), A)
 

@@ -103,5 +103,5 @@ def test_history_updater_killed_mid_stream_applies_every_interaction_once(settin
     for user in users:
         expected = [e.item_id for e in events if e.user_id == user]
         assert [i.decode() for i in redis_client.lrange(keys.history(user), 0, -1)] == expected
-    popularity = redis_client.zrange(keys.popular(int(now // settings.popularity_bucket_s)), 0, -1, withscores=True)
+    popularity = redis_client.zrange(keys.popular(int(now // settings.stream.popularity_bucket_s)), 0, -1, withscores=True)
     assert {i.decode(): c for i, c in popularity} == dict(Counter(e.item_id for e in events))

@@ -24,7 +24,7 @@ def _history(redis_client, keys: RedisKeys, user: str) -> list[str]:
 
 
 def test_interactions_update_bounded_histories_and_popularity_once(settings, redis_client):
-    fast = settings.model_copy(update={"kafka_session_timeout_ms": 6000, "history_length": 3})
+    fast = settings.replace(kafka_session_timeout_ms=6000, history_length=3)
     keys = RedisKeys.from_settings(fast)
     now = time.time()
     events = [InteractionEvent(event_id=f"e{n}", user_id="u1", item_id=f"i{n}", timestamp=now) for n in range(5)]
@@ -41,13 +41,13 @@ def test_interactions_update_bounded_histories_and_popularity_once(settings, red
     assert _history(redis_client, keys, "u2") == ["i4", "not-seen-yet"]  # unknown items accepted
     top = popular_items(redis_client, fast, k=2, now=now)
     assert top[0] == ("i4", 2.0)  # once from u1, once from u2; the duplicates did not count
-    assert 0 < redis_client.ttl(keys.history("u1")) <= fast.history_ttl_s
+    assert 0 < redis_client.ttl(keys.history("u1")) <= fast.stream.history_ttl_s
     letters = [DeadLetter.from_record(r) for r in read_topic(fast, topic_name(fast, DEAD_LETTER), expected=1)]
     assert [d.value for d in letters] == [b'{"event_id": "bad"}'] and letters[0].stage == "history-updater"
 
 
 def test_two_replicas_in_one_group_split_the_partitions(settings, redis_client):
-    fast = settings.model_copy(update={"kafka_session_timeout_ms": 6000, "history_length": 1000})
+    fast = settings.replace(kafka_session_timeout_ms=6000, history_length=1000)
     keys = RedisKeys.from_settings(fast)
     users = [f"u{n}" for n in range(8)]
     events = [InteractionEvent(event_id=f"e{n}", user_id=users[n % 8], item_id=f"i{n}") for n in range(2000)]
@@ -72,7 +72,7 @@ def test_two_replicas_in_one_group_split_the_partitions(settings, redis_client):
 
 def test_popularity_window_follows_the_stream_clock_for_replayed_old_events(settings, redis_client):
     """Events from 1998 (a replay): the window ends at the newest event, not at wall-clock now."""
-    fast = settings.model_copy(update={"kafka_session_timeout_ms": 6000})
+    fast = settings.replace(kafka_session_timeout_ms=6000)
     then = 892_000_000.0
     events = [InteractionEvent(event_id=f"old{n}", user_id=f"u{n}", item_id="film-a" if n < 3 else "film-b",
                                timestamp=then + n) for n in range(4)]

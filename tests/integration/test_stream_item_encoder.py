@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def fast(settings):
     """Settings with the quickest group joins the broker allows."""
-    return settings.model_copy(update={"kafka_session_timeout_ms": 6000})
+    return settings.replace(kafka_session_timeout_ms=6000)
 
 
 def _updates(redis_client, keys: RedisKeys) -> list[tuple[str, str]]:
@@ -48,7 +48,7 @@ def test_item_event_becomes_a_vector_and_a_notification_and_bad_events_are_dead_
     finally:
         worker.consumer.close(autocommit=False)
     vector = np.frombuffer(redis_client.hget(keys.vectors(version), "i1"), np.float32)
-    assert vector.shape == (fast.bootstrap_output_dim,)
+    assert vector.shape == (fast.versions.bootstrap_output_dim,)
     assert abs(np.linalg.norm(vector) - 1) < 1e-5
     item = redis_client.hgetall(keys.item("i1"))
     assert item[b"title"] == b"Digital caliper" and item[b"brand"] == b"Acme" and item[b"price"] == b"19.5"
@@ -90,7 +90,7 @@ def test_a_duplicate_delivery_has_a_single_effect_and_a_changed_text_is_encoded_
 
 
 def test_the_worker_runs_the_real_encoder_named_in_settings(fast, redis_client, tmp_path):
-    tiny = fast.model_copy(update={"encoder": save_tiny_encoder(tmp_path / "tiny")})
+    tiny = fast.replace(encoder=save_tiny_encoder(tmp_path / "tiny"))
     keys = RedisKeys.from_settings(tiny)
     worker = build_item_worker(tiny)
     produce(tiny, [ItemEvent(item_id="i1", title="glass beaker", brand="acme")])

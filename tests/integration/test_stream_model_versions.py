@@ -41,7 +41,7 @@ def _item(encoder: HashEncoder, item_id: str, text: str) -> EncodedItem:
 
 
 def _new_version(settings, registry, encoder, name: str, seed: int) -> str:
-    folder = export_content_projected(settings.model_dir / name, encoder.model_id, DIM, 8, seed, max_history=5)
+    folder = export_content_projected(settings.versions.model_dir / name, encoder.model_id, DIM, 8, seed, max_history=5)
     return registry.register(folder).version
 
 
@@ -63,7 +63,7 @@ def test_bootstrap_publishes_a_content_projected_version(settings, registry, enc
     assert registry.current() == version and registry.versions() == [version]
     info = registry.info(version)
     assert info.source.startswith("bootstrap:content-projected") and info.content_dim == DIM
-    assert info.output_dim == settings.bootstrap_output_dim
+    assert info.output_dim == settings.versions.bootstrap_output_dim
     assert ensure_current_version(settings, registry, encoder.model_id, DIM) == version  # idempotent
     vectors = registry.load_version(version).item_vectors(encoder.encode(["a", "b"]))
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
@@ -148,7 +148,7 @@ def test_prune_keeps_current_and_newest(settings, redis_client, registry, encode
         registry.publish(version)
     assert registry.prune(keep=2) == [boot, versions[0]]
     assert registry.versions() == versions[1:]
-    assert not (settings.model_dir / versions[0]).exists()
+    assert not (settings.versions.model_dir / versions[0]).exists()
     with pytest.raises(VersionError):
         registry.info(versions[0])
 
@@ -157,7 +157,7 @@ def test_an_abandoned_publish_is_aborted_when_its_lease_runs_out(settings, redis
     """A publisher killed mid-publish leaves its version preparing: encoders would write vectors
     for it forever. Its lease runs out; the next publish (or ``model abort``) aborts it, and a
     version never published is deleted with its partial vectors and folder."""
-    registry = ModelRegistry(redis_client, RedisKeys.from_settings(settings), settings.model_dir, lease_s=60)
+    registry = ModelRegistry(redis_client, RedisKeys.from_settings(settings), settings.versions.model_dir, lease_s=60)
     keys = RedisKeys.from_settings(settings)
     current = ensure_current_version(settings, registry, encoder.model_id, DIM)
     dead = _new_version(settings, registry, encoder, "dead", seed=3)
@@ -172,7 +172,7 @@ def test_an_abandoned_publish_is_aborted_when_its_lease_runs_out(settings, redis
     registry.publish(live)  # begins by aborting the abandoned one
     assert registry.current() == live and registry.preparing() == set()
     assert not redis_client.exists(keys.vectors(dead), keys.model_meta(dead), keys.model_lease(dead))
-    assert not (settings.model_dir / "dead").exists()
+    assert not (settings.versions.model_dir / "dead").exists()
     assert registry.versions() == [current, live]
     with pytest.raises(VersionError):  # its publisher, if it wakes up, cannot flip to it
         registry.finish_publish(dead)
@@ -182,8 +182,8 @@ def test_model_abort_command(settings, redis_client, encoder, monkeypatch, capsy
     from learnrec.cli.main import main
     from learnrec.shared.config import get_settings
 
-    for name, value in {"REDIS_URL": settings.redis_url, "LEARNREC_REDIS_PREFIX": settings.redis_prefix,
-                        "LEARNREC_MODEL_DIR": str(settings.model_dir)}.items():
+    for name, value in {"REDIS_URL": settings.connection.redis_url, "LEARNREC_REDIS_PREFIX": settings.connection.redis_prefix,
+                        "LEARNREC_MODEL_DIR": str(settings.versions.model_dir)}.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     try:

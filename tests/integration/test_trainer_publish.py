@@ -28,15 +28,15 @@ N_ITEMS = 40
 
 
 def _trainer_settings(settings, tmp_path, **extra):
-    return settings.model_copy(update={
-        "trainer_checkpoint": tmp_path / "trainer" / "online.ckpt",
-        "trainer_batch_size": 32,
-        "trainer_publish_every_events": 150,
-        "trainer_threads": 1,
-        "trainer_keep_versions": 2,
-        "trainer_gate_events": 0,  # no gate here: every candidate is published
+    return settings.replace(
+        trainer_checkpoint=tmp_path / "trainer" / "online.ckpt",
+        trainer_batch_size=32,
+        trainer_publish_every_events=150,
+        trainer_threads=1,
+        trainer_keep_versions=2,
+        trainer_gate_events=0,  # no gate here: every candidate is published
         **extra,
-    })
+    )
 
 
 def _clicks(n: int, start: int = 0) -> list[InteractionEvent]:
@@ -103,7 +103,7 @@ def test_rollback_returns_to_the_earlier_version_and_prune_keeps_the_newest(stre
     first, second, third = published
     # keep=2: the oldest trainer version is gone (vectors, metadata, folder); the bootstrap too
     assert registry.versions() == [second, third]
-    assert not redis_client.exists(keys.vectors(first)) and not (settings.model_dir / first).exists()
+    assert not redis_client.exists(keys.vectors(first)) and not (settings.versions.model_dir / first).exists()
 
     produce(settings, [ItemEvent(item_id="late", title="arrived after the second version")])
     wait_until(lambda: redis_client.hexists(keys.vectors(third), "late"), timeout=30)

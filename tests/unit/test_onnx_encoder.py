@@ -25,7 +25,7 @@ def tiny_models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def settings_dir(tmp_path_factory):
-    """A Settings.cache_dir, its export cache ``onnx-encoders`` shared by the module's tests."""
+    """A settings.process.cache_dir, its export cache ``onnx-encoders`` shared by the module's tests."""
     return tmp_path_factory.mktemp("cache")
 
 

@@ -4,7 +4,7 @@ from dataclasses import fields
 
 import pytest
 
-from learnrec.shared.config import Settings
+from learnrec.shared.config import Settings, TrainerSettings
 from learnrec.shared.model.towers import LearnConfig, LearnModel
 from learnrec.trainer.baselines import SASREC_TRAIN
 from learnrec.trainer.config import OfflineSchedule, OnlineStream, TrainConfig, settings_fields
@@ -12,7 +12,7 @@ from learnrec.trainer.content import ContentTable
 from learnrec.trainer.offline import default_configs
 from learnrec.trainer.online import OnlineTrainer
 
-ONLINE = TrainConfig.from_settings(Settings.model_construct())  # the defaults, whatever the environment
+ONLINE = TrainConfig.from_settings(Settings.model_construct(trainer=TrainerSettings.model_construct()))  # defaults, not the environment
 OFFLINE_ONLY = sorted(f.name for f in fields(OfflineSchedule))
 ONLINE_ONLY = sorted(f.name for f in fields(OnlineStream))
 
@@ -73,20 +73,19 @@ def test_the_record_holds_only_what_training_used():
 def test_every_field_with_a_trainer_setting_is_read_from_its_environment_variable(monkeypatch):
     names = {f.name for f in fields(TrainConfig)} - {"offline", "online"} | set(ONLINE_ONLY)
     mapping = settings_fields()
-    assert set(mapping) == {n for n in names if f"trainer_{n}" in Settings.model_fields}
-    assert all(setting == f"trainer_{name}" for name, setting in mapping.items())
+    assert set(mapping) == {n for n in names if n in TrainerSettings.model_fields}
     # a new field without a setting must be added here on purpose (online uses its fixed value)
     assert names - set(mapping) == {"full_softmax_max_items", "mask_history"}
     wanted = {}
-    for name, setting in mapping.items():
-        default = Settings.model_fields[setting].default
+    for name in mapping:
+        default = TrainerSettings.model_fields[name].default
         wanted[name] = not default if isinstance(default, bool) else default * 2 if isinstance(default, float) else default + 1
-        monkeypatch.setenv(f"LEARNREC_{setting.upper()}", str(wanted[name]))
+        monkeypatch.setenv(f"LEARNREC_TRAINER_{name.upper()}", str(wanted[name]))
     cfg = TrainConfig.from_settings(Settings())
     got = {name: getattr(cfg.online if name in ONLINE_ONLY else cfg, name) for name in mapping}
     assert got == wanted
 
 
 def test_zero_negatives_are_refused_when_the_settings_are_read():
-    with pytest.raises(ValueError, match="trainer_negatives"):
+    with pytest.raises(ValueError, match="negatives"):
         Settings(trainer_negatives=0)
