@@ -24,7 +24,7 @@ def freeze_current_version(ctx: RunContext) -> FrozenVersion:
     """A private copy of the version serving as the live stream begins (the offline
     pre-trained one, unless the trainer published during the history), with the catalogue."""
     registry = ModelRegistry.from_settings(ctx.settings, ctx.redis)
-    info = registry.info(registry.current())
+    info = registry.load_version(registry.current()).info  # its files, checked, on this host
     with ctx.console.status(f"copying version {info.version} and projecting the catalogue with it"):
         frozen = FrozenVersion(info, ctx.folder / "frozen", ctx.redis, ctx.keys)
         frozen.sync(ctx.redis.scard(ctx.keys.items()))

@@ -15,7 +15,8 @@ key                                 type       holds
 ``{p}:model:current``               string     the model version serving and the stream use
 ``{p}:model:preparing``             set        versions being published (vectors being written)
 ``{p}:model:versions``              zset       published versions, scored by publish time
-``{p}:model:meta:{version}``        hash       a version's metadata (paths, dims, created_at)
+``{p}:model:meta:{version}``        hash       a version's metadata (paths, dims, created_at, file manifest)
+``{p}:model:files:{version}``       hash       a version's files, ``{name}#{chunk}`` -> bytes
 ``{p}:history:{user_id}``           list       the user's recent item ids, oldest first, bounded
 ``{p}:history-events:{user_id}``    list       the user's last event ids (a producer's
                                                duplicates), expiring with the history
@@ -78,6 +79,9 @@ class RedisKeys:
 
     def model_meta(self, version: str) -> str:
         return f"{self.prefix}:model:meta:{version}"
+
+    def model_files(self, version: str) -> str:
+        return f"{self.prefix}:model:files:{version}"
 
     def history(self, user_id: str) -> str:
         return f"{self.prefix}:history:{user_id}"

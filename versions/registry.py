@@ -23,7 +23,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +31,8 @@ import redis
 
 from learnrec.shared.config import Settings
 from learnrec.shared.redis_keys import RedisKeys
+from learnrec.versions import files, record
 from learnrec.versions import publish as publishing
-from learnrec.versions import record
 from learnrec.versions.towers import OPTIONAL_META_FIELDS, LoadedVersion, VersionInfo
 
 log = logging.getLogger(__name__)
@@ -106,11 +106,24 @@ class ModelRegistry:
         return VersionInfo.from_hash(fields)
 
     def load_version(self, version: str) -> LoadedVersion:
-        """The version's ONNX sessions (paths from its registered metadata)."""
+        """The version's ONNX sessions, from files checked against the version's manifest: the
+        folder it was registered from when this host has it intact, else this host's cached copy
+        ``{model_dir}/{version}/``, fetched from Redis where it lacks or differs."""
         info = self.info(version)
-        if not (info.path / "item_tower.onnx").is_file():
-            raise VersionError(f"model version {version!r}: no item_tower.onnx under {info.path}")
-        return LoadedVersion(info, self.onnx_threads)
+        manifest = json.loads(self.redis.hget(self.keys.model_meta(version), "files") or b"{}")
+        if "item_tower.onnx" not in manifest:
+            raise VersionError(f"model version {version!r}: no item_tower.onnx among its files")
+        folder = info.path
+        if not files.matches(folder, manifest):
+            try:
+                folder = files.materialise(self.redis, self.keys.model_files(version), manifest, self.local_folder(version))
+            except files.IntegrityError as exc:
+                raise VersionError(f"model version {version!r}: {exc}") from exc
+        return LoadedVersion(replace(info, path=folder), self.onnx_threads)
+
+    def local_folder(self, version: str) -> Path:
+        """This host's cached copy of a version's files."""
+        return self.model_dir / version
 
     def watch_active(self, pipe: redis.client.Pipeline) -> list[str]:
         """For a writer of item vectors (the item encoder's side of the protocol): WATCH the keys
@@ -135,14 +148,17 @@ class ModelRegistry:
     # -- publishing ----------------------------------------------------------------------------
 
     def register(self, folder: Path) -> VersionInfo:
-        """Record a version folder's ``meta.json`` (plus its path) in Redis; does not publish."""
+        """Upload a version folder's files to Redis, then record its ``meta.json``, its path and
+        its file manifest (SHA-256 per file, and their digest); does not publish."""
         folder = Path(folder).resolve()
         meta = json.loads((folder / "meta.json").read_text())
         missing = [f for f in META_FIELDS if f not in meta]
         if missing:
             raise VersionError(f"{folder}/meta.json lacks {missing}")
+        manifest = files.upload(self.redis, self.keys.model_files(meta["version"]), folder)
         fields = {f: str(meta[f]) for f in META_FIELDS} | {"path": str(folder)}
         fields |= {f: str(meta[f]) for f in OPTIONAL_META_FIELDS if f in meta}
+        fields |= {"files": json.dumps(manifest), "digest": files.digest_of(manifest)}
         self.redis.hset(self.keys.model_meta(meta["version"]), mapping=fields)
         return self.info(meta["version"])
 
@@ -256,17 +272,14 @@ class ModelRegistry:
 
     def discard(self, version: str) -> None:
         """Forget a registered version that was never published (a candidate the publish gate
-        held): its metadata, any vectors, and its folder when it lies under ``model_dir``."""
+        held): its metadata, files, any vectors, and its folders under ``model_dir``."""
         if version == self.current() or version in self.versions() or version in self.preparing():
             raise VersionError(f"model version {version!r} is published or being published")
-        path = self.info(version).path
-        self.redis.delete(self.keys.vectors(version), self.keys.model_meta(version))
-        if path.resolve().parent == self.model_dir.resolve() and path.is_dir():
-            shutil.rmtree(path)
+        self._forget(version)
 
     def prune(self, keep: int) -> list[str]:
         """Delete all but the ``keep`` most recently published versions (never the current or a
-        preparing one): their vectors, metadata, and folder when it lies under ``model_dir``."""
+        preparing one): their vectors, metadata, files, and folders under ``model_dir``."""
         published = self.versions()
         protected = set(published[-keep:] if keep > 0 else []) | self.preparing()
         current = self.current()
@@ -274,11 +287,17 @@ class ModelRegistry:
             protected.add(current)
         removed = [v for v in published if v not in protected]
         for version in removed:
-            path = self.info(version).path
-            self.redis.delete(self.keys.vectors(version), self.keys.model_meta(version))
+            self._forget(version)
             self.redis.zrem(self.keys.model_versions(), version)
-            if path.resolve().parent == self.model_dir.resolve() and path.is_dir():
-                shutil.rmtree(path)
         if removed:
             record.write(self)
         return removed
+
+    def _forget(self, version: str) -> None:
+        """Delete a version's vectors, metadata and files, and its folders on this host that lie
+        under ``model_dir`` (the one it was registered from, and the cached copy)."""
+        path = self.info(version).path
+        self.redis.delete(self.keys.vectors(version), self.keys.model_meta(version), self.keys.model_files(version))
+        for folder in {path, self.local_folder(version)}:
+            if folder.resolve().parent == self.model_dir.resolve() and folder.is_dir():
+                shutil.rmtree(folder)
