@@ -57,11 +57,11 @@ def digest_of(manifest: dict[str, dict]) -> str:
 
 def matches(folder: Path, manifest: dict[str, dict]) -> bool:
     """Whether ``folder`` holds every file of ``manifest`` with its size and SHA-256."""
-    for name, entry in manifest.items():
-        path = folder / name
-        if not path.is_file() or path.stat().st_size != entry["size"] or sha256_of(path) != entry["sha256"]:
-            return False
-    return True
+    return all(_intact(folder / name, entry) for name, entry in manifest.items())
+
+
+def _intact(path: Path, entry: dict) -> bool:
+    return path.is_file() and path.stat().st_size == entry["size"] and sha256_of(path) == entry["sha256"]
 
 
 def materialise(client: redis.Redis, key: str, manifest: dict[str, dict], folder: Path) -> Path:
@@ -71,16 +71,30 @@ def materialise(client: redis.Redis, key: str, manifest: dict[str, dict], folder
     folder.mkdir(parents=True, exist_ok=True)
     for name, entry in manifest.items():
         path = folder / name
-        if path.is_file() and path.stat().st_size == entry["size"] and sha256_of(path) == entry["sha256"]:
+        if _intact(path, entry):
             continue
-        chunks = client.hmget(key, [f"{name}#{k}" for k in range(entry["chunks"])])
-        if any(chunk is None for chunk in chunks):
-            raise IntegrityError(f"{key}: file {name} is missing from Redis")
-        data = b"".join(chunks)
-        if len(data) != entry["size"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
-            raise IntegrityError(f"{key}: file {name} does not match its SHA-256 in the manifest")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
+        try:
+            _fetch(client, key, name, entry, tmp)
+        except IntegrityError:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, path)
     return folder
+
+
+def _fetch(client: redis.Redis, key: str, name: str, entry: dict, out: Path) -> None:
+    """Write file ``name`` to ``out`` chunk by chunk (one chunk in memory at a time), checking
+    its size and SHA-256 against the manifest ``entry``."""
+    digest, size = hashlib.sha256(), 0
+    with out.open("wb") as stream:
+        for k in range(entry["chunks"]):
+            chunk = client.hget(key, f"{name}#{k}")
+            if chunk is None:
+                raise IntegrityError(f"{key}: file {name} is missing from Redis")
+            digest.update(chunk)
+            size += len(chunk)
+            stream.write(chunk)
+    if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
+        raise IntegrityError(f"{key}: file {name} does not match its SHA-256 in the manifest")
