@@ -100,17 +100,20 @@ class ModelRegistry:
         return [v.decode() for v in self.redis.zrange(self.keys.model_versions(), 0, -1)]
 
     def info(self, version: str) -> VersionInfo:
+        return VersionInfo.from_hash(self._meta(version))
+
+    def _meta(self, version: str) -> dict[bytes, bytes]:
         fields = self.redis.hgetall(self.keys.model_meta(version))
         if not fields:
             raise VersionError(f"model version {version!r} is not registered")
-        return VersionInfo.from_hash(fields)
+        return fields
 
     def load_version(self, version: str) -> LoadedVersion:
         """The version's ONNX sessions, from files checked against the version's manifest: the
         folder it was registered from when this host has it intact, else this host's cached copy
         ``{model_dir}/{version}/``, fetched from Redis where it lacks or differs."""
-        info = self.info(version)
-        manifest = json.loads(self.redis.hget(self.keys.model_meta(version), "files") or b"{}")
+        fields = self._meta(version)
+        info, manifest = VersionInfo.from_hash(fields), json.loads(fields.get(b"files", b"{}"))
         if "item_tower.onnx" not in manifest:
             raise VersionError(f"model version {version!r}: no item_tower.onnx among its files")
         folder = info.path
