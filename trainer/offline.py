@@ -11,6 +11,8 @@ do not exist yet at training time (``Split.unknown_items``: the cold split's) ar
 
 Item IDs: an item gets a row in the ID table when it occurs in the training sequences
 (:func:`id_rows`); every other item (a cold one) is represented by its content alone.
+Content whitening, when the model's config asks for it, is fitted on the content of the items
+training knows (the cold split's unknown items are left out, as they are of the negatives).
 """
 
 from __future__ import annotations
@@ -62,6 +64,15 @@ class ItemInputs:
         self.rows = torch.as_tensor(rows, dtype=torch.int64)  # [N]
         self.unknown = None if unknown is None or not unknown.any() else torch.as_tensor(unknown)
         self.known = torch.arange(len(rows)) if self.unknown is None else (~self.unknown).nonzero()[:, 0]
+        self._prepared: torch.Tensor | None = None  # model.prepare(content), computed once
+
+    def adapted(self, model: LearnModel) -> torch.Tensor:
+        """The adaptor's output for the whole catalogue [N, H]. The prepared (whitened)
+        content is computed on the first call: the whitening stays fixed while training."""
+        if self._prepared is None:
+            with torch.no_grad():
+                self._prepared = model.prepare(self.content)
+        return model.adaptor(self._prepared)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -116,7 +127,7 @@ def next_item_loss(model: LearnModel, inputs: ItemInputs, batch, cfg: TrainConfi
     full = cfg.full_softmax(n)
     real = targets >= 0
     if full and model.config.item_ids != "only":  # the catalogue's adapted content serves both sides
-        adapted = model.adaptor(inputs.content)  # [N, H]
+        adapted = inputs.adapted(model)  # [N, H]
         catalogue = model.item_tower(inputs.content, model.id_vectors(inputs.rows), adapted)
         out = model.encode_sequence(None, model.id_vectors(inputs.rows[ids]), adapted=adapted[ids])
     else:
@@ -154,6 +165,7 @@ def train_offline(
         model_cfg.id_rows = int(rows.max()) + 1
     inputs = ItemInputs(content, rows, split.unknown_items())
     model = LearnModel(model_cfg)
+    model.fit_whitening(inputs.content[inputs.known].numpy())  # on the items training knows
     windows = cut_windows(split.train, model_cfg.max_len)
     batches = window_batches(windows, cfg.batch_size, np.random.default_rng(cfg.seed))
     # the full softmax samples no negatives; a model without IDs has no ID table

@@ -2,9 +2,11 @@
 
 Every item enters the model as one input vector ``[model_dim]``:
 
-    input(item) = LayerNorm(adaptor(content) + id_vector)
+    input(item) = LayerNorm(adaptor(prepare(content)) + id_vector)
 
 ``adaptor`` is a linear map of the frozen LLM content embedding (content_dim -> model_dim);
+``prepare`` whitens the content (:mod:`learnrec.shared.model.whitening`, fitted on the training
+catalogue) when :attr:`LearnConfig.whiten_content`, else passes it through;
 ``id_vector`` is the item's row of a learned ID table, or zeros for an item without a row (a
 new item, or one whose ID was dropped in training). :attr:`LearnConfig.item_ids` chooses:
 
@@ -39,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from learnrec.shared.model.whitening import fit_whitening, whiten
+
 ItemTower = Literal["shared", "none"]
 ItemIds = Literal["hybrid", "none", "only"]
 
@@ -60,6 +64,8 @@ class LearnConfig:
     id_dropout: float = 0.25
     id_scale: float = 1.0  # ID vector = scale * row: with Adam, scales how fast rows learn
     id_rows: int = 0  # rows of the ID table now (it grows; checkpoints record its size)
+    whiten_content: bool = False  # whiten the content before the adaptor (fit_whitening)
+    whitening_eps: float = 0.05  # the eigenvalue floor, relative to the mean eigenvalue
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,6 +146,25 @@ class LearnModel(nn.Module):
         if config.item_tower == "none":
             self.item_projection = nn.Linear(config.content_dim, config.output_dim)
         self.register_buffer("causal", causal_mask(config.max_len), persistent=False)
+        if config.whiten_content:  # the identity (up to normalising) until fit_whitening
+            self.register_buffer("content_mean", torch.zeros(config.content_dim))
+            self.register_buffer("content_whitening", torch.eye(config.content_dim))
+
+    # -- content --------------------------------------------------------------------------------
+
+    def fit_whitening(self, content) -> None:
+        """Fit the content whitening on a catalogue's content embeddings float [N, D] (the
+        items training knows); a no-op unless :attr:`LearnConfig.whiten_content`."""
+        if self.config.whiten_content:
+            mean, matrix = fit_whitening(content, self.config.whitening_eps)
+            self.content_mean.copy_(mean)
+            self.content_whitening.copy_(matrix)
+
+    def prepare(self, content: torch.Tensor) -> torch.Tensor:
+        """The adaptor's input: ``content`` [..., D] -> [..., D], whitened when configured."""
+        if not self.config.whiten_content:
+            return content
+        return whiten(content, self.content_mean, self.content_whitening)
 
     # -- item IDs -------------------------------------------------------------------------------
 
@@ -172,12 +197,12 @@ class LearnModel(nn.Module):
     def embed(self, content: torch.Tensor | None, id_vecs: torch.Tensor | None = None,
               adapted: torch.Tensor | None = None) -> torch.Tensor:
         """Item inputs: ``content`` [..., D] (+ ``id_vecs`` [..., H]) -> [..., H]. ``adapted``
-        [..., H], when given, is ``adaptor(content)`` computed already (training reuses the
+        [..., H], when given, is ``adaptor(prepare(content))`` computed already (training reuses the
         catalogue's) and ``content`` is not read."""
         if self.config.item_ids == "only":  # the content is ignored
             x = id_vecs if id_vecs is not None else self.input_norm.weight.new_zeros(self.config.model_dim)
         else:
-            x = self.adaptor(content) if adapted is None else adapted
+            x = self.adaptor(self.prepare(content)) if adapted is None else adapted
             x = x if id_vecs is None else x + id_vecs
         return self.input_norm(x)
 
@@ -217,7 +242,7 @@ class LearnModel(nn.Module):
         still applies to ``id_vecs``). ``content`` [B, D] -> [B, out] normalised. ``adapted``:
         see :meth:`embed`."""
         if self.config.item_tower == "none":
-            return F.normalize(self.item_projection(content), dim=-1)
+            return F.normalize(self.item_projection(self.prepare(content)), dim=-1)
         ids = None if id_vecs is None else id_vecs.unsqueeze(1)
         one = None if adapted is None else adapted.unsqueeze(1)
         out = self.encode_sequence(content.unsqueeze(1), ids, regularise=False, adapted=one)

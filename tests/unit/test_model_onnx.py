@@ -101,3 +101,20 @@ def test_a_content_only_model_takes_no_item_ids(tmp_path):
     with torch.no_grad():
         want = model.item_tower(torch.from_numpy(content)).numpy()
     assert np.abs(_loaded(out).item_vectors(content) - want).max() <= 1e-4
+
+
+def test_a_whitened_model_exports_its_whitening(tmp_path):
+    torch.manual_seed(2)
+    model = LearnModel(LearnConfig(content_dim=20, model_dim=32, output_dim=16, item_ids="none", whiten_content=True))
+    rng = np.random.default_rng(3)
+    catalogue = rng.standard_normal((200, 20)).astype(np.float32) + 2.0
+    model.fit_whitening(catalogue)
+    model.eval()
+    out = tmp_path / new_version_id()
+    export_version(model, out, {"encoder": "tiny"})
+    content, mask = catalogue[:6].reshape(2, 3, 20), np.ones((2, 3), dtype=np.int64)
+    with torch.no_grad():
+        items = model.item_tower(torch.from_numpy(catalogue[:6])).numpy()
+        users = model.user_tower(torch.from_numpy(content), torch.from_numpy(mask)).numpy()
+    assert np.abs(_loaded(out).item_vectors(catalogue[:6]) - items).max() <= 1e-4
+    assert np.abs(_loaded(out).user_vectors(content, mask) - users).max() <= 1e-4
