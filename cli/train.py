@@ -34,6 +34,9 @@ def configure_offline(parser: argparse.ArgumentParser) -> None:
                         help="content embedding cache folder")
     parser.add_argument("--item-ids", choices=("hybrid", "none", "only"), default=None,
                         help="item representation: content + ID (default), content only, ID only")
+    parser.add_argument("--whiten-content", action=argparse.BooleanOptionalAction, default=None,
+                        help="whiten the content embeddings before the adaptor (chosen on "
+                             "amazon-scientific's validation; docs/MODEL.md)")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -59,6 +62,8 @@ def run_offline(args: argparse.Namespace) -> int:
     model_cfg, train_cfg = default_configs(encoder.content_dim, seed=args.seed)
     if args.item_ids is not None:
         model_cfg.item_ids = args.item_ids
+    if args.whiten_content is not None:
+        model_cfg.whiten_content = args.whiten_content
     budget = {"max_steps": args.max_steps, "max_minutes": args.max_minutes}
     train_cfg = train_cfg.override(**{k: v for k, v in budget.items() if v is not None})
     model, inputs, report = train_offline(split, content, model_cfg, train_cfg)
