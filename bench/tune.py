@@ -18,8 +18,10 @@ and prints it.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import itertools
 import json
+import os
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -80,6 +82,20 @@ def best_settings(results: Path, dataset: str, model: str, split: str = "loo") -
     return max(json.loads(path.read_text()), key=lambda r: r["valid"]["ndcg@10"])["settings"]
 
 
+def append_record(path: Path, record: dict) -> None:
+    """Append ``record`` to the JSON list in ``path`` under an exclusive lock (``path.lock``),
+    re-reading the file first: tune processes running side by side on the same model and data set
+    keep each other's records. The file is replaced atomically (written aside, then renamed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        records = json.loads(path.read_text()) if path.exists() else []
+        records.append(record)
+        aside = path.with_name(path.name + ".tmp")
+        aside.write_text(json.dumps(records, indent=2) + "\n")
+        os.replace(aside, path)
+
+
 def run_one(model: str, split, content, settings: dict, minutes: float) -> dict:
     if model == "sasrec":
         trained, report = train_sasrec(split, *sasrec_configs(settings, max_minutes=minutes), progress=False)
@@ -115,14 +131,11 @@ def main() -> None:
     content = EmbeddingCache(args.cache).encode(ContentEncoder("minilm"), ds.item_texts, progress=True)
     axes = [(k, [_value(v) for v in values.split(",")]) for k, values in (g.split("=", 1) for g in args.grid)]
     path = tuning_path(args.out, ds.name, args.model, args.split)
-    records = json.loads(path.read_text()) if path.exists() else []
     for combo in itertools.product(*[values for _, values in axes]):
         settings = {k: v for (k, _), v in zip(axes, combo, strict=True)}
         record = run_one(args.model, split, content, settings, args.minutes) | {"threads": args.threads}
         print(json.dumps(record), flush=True)
-        records.append(record)
-        args.out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(records, indent=2) + "\n")
+        append_record(path, record)
 
 
 if __name__ == "__main__":

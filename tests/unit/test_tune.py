@@ -1,8 +1,11 @@
 """bench.tune: the grid keys and the committed tuning results still build the configs."""
 
+import json
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
-from bench.tune import RESULTS, best_settings, learn_configs, sasrec_configs
+from bench.tune import RESULTS, append_record, best_settings, learn_configs, sasrec_configs
 
 
 @pytest.mark.parametrize("dataset,split", [("amazon-scientific", "loo"), ("ml-100k", "loo"),
@@ -30,3 +33,13 @@ def test_grid_keys_may_be_any_training_setting_of_offline_training():
         learn_configs({"gate_events": 3}, 16)
     with pytest.raises(ValueError, match="unknown training settings: nope"):
         sasrec_configs({"nope": 1})
+
+
+def test_records_appended_side_by_side_are_all_kept(tmp_path):
+    path = tmp_path / "results" / "tuning-toy-learn.json"
+    append_record(path, {"n": -1})
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: append_record(path, {"n": n}), range(40)))
+    records = json.loads(path.read_text())
+    assert records[0] == {"n": -1} and sorted(r["n"] for r in records[1:]) == list(range(40))
+    assert not list(path.parent.glob("*.tmp"))
