@@ -21,6 +21,7 @@ the beginning before it handles anything more.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import threading
@@ -195,7 +196,8 @@ class BatchWorker(Generic[E]):
         return self.totals
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM/SIGINT finish the current batch, commit, and exit the loop."""
+        """SIGTERM/SIGINT finish the current batch, commit, and exit the loop; SIGUSR1 writes
+        every thread's stack to stderr (a worker that seems stuck can be asked where it is)."""
 
         def _stop(signum: int, _frame: object) -> None:
             log.info("%s: signal %d, stopping after this batch", self.name, signum)
@@ -203,6 +205,7 @@ class BatchWorker(Generic[E]):
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     def _deliver_dead_letters(self, rejected: list[tuple[object, str, str | None]]) -> bool:
         """Send and confirm every dead letter, retrying after a back-off; False when the worker

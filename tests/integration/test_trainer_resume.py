@@ -38,7 +38,9 @@ def _put_items(client, keys: RedisKeys, n: int, dim: int = 16) -> None:
     pipe.execute()
 
 
-def _start(settings, checkpoint) -> subprocess.Popen:
+def _start(settings, checkpoint, log) -> subprocess.Popen:
+    """The trainer process, its stderr (its log) going to the file ``log``: a pipe nobody reads
+    while it runs would fill up (64 KiB) and block the trainer on its next log line."""
     env = os.environ | process_env(settings) | {
         "LEARNREC_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "LEARNREC_TRAINER_CHECKPOINT": str(checkpoint),
@@ -48,7 +50,8 @@ def _start(settings, checkpoint) -> subprocess.Popen:
         "LEARNREC_TRAINER_THREADS": "1",
         "LEARNREC_ENCODER": "test-random-16",
     }
-    return subprocess.Popen(TRAIN_ONLINE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(log, "ab") as stderr:
+        return subprocess.Popen(TRAIN_ONLINE, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 def _trained(checkpoint) -> int:
@@ -65,18 +68,18 @@ def test_killed_trainer_resumes_training_every_event_exactly_once(settings, redi
     produce(settings, events)
     checkpoint = tmp_path / "online.ckpt"
 
-    first = _start(settings, checkpoint)
+    first = _start(settings, checkpoint, tmp_path / "first.log")
     try:
         assert wait_until(lambda: _trained(checkpoint) >= 400 or first.poll() is not None, 120, 0.05), "no progress"
-        assert first.poll() is None, first.stderr.read().decode()
+        assert first.poll() is None, (tmp_path / "first.log").read_text()
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
     at_kill = _trained(checkpoint)
     assert at_kill < N_EVENTS, "the trainer finished before it could be killed"
 
-    second = _start(settings, checkpoint)
-    assert second.wait(timeout=240) == 0, second.stderr.read().decode()[-3000:]
+    second = _start(settings, checkpoint, tmp_path / "second.log")
+    assert second.wait(timeout=240) == 0, (tmp_path / "second.log").read_text()[-3000:]
     _, extra = load_checkpoint(checkpoint)
     # the newest events are held back for the publish gate: saved, not trained yet
     held = {event_id for event_id, _, _ in extra["holdback"]}
