@@ -20,11 +20,17 @@ from learnrec.shared.config import Settings, TrainerSettings
 @dataclass(frozen=True)
 class OfflineSchedule:
     """Offline only (:func:`learnrec.trainer.fit.fit`): validate every ``eval_every`` steps on at
-    most ``valid_users`` users (a seeded sample); stop after ``patience`` evaluations without
-    improvement, after ``max_steps``, or after ``max_minutes`` of wall time."""
+    most ``valid_users`` users (a seeded sample); after ``patience`` evaluations without
+    improvement, go back to the best weights with the learning rate times ``lr_decay``, at most
+    ``plateau_decays`` times, then stop; stop too after ``max_steps`` or ``max_minutes`` of wall
+    time. With ``ema_decay`` > 0, what is validated and kept is an exponential moving average of
+    the weights (each step ``ema = decay * ema + (1 - decay) * weights``)."""
 
     eval_every: int = 200
     patience: int = 5
+    plateau_decays: int = 0
+    lr_decay: float = 0.3
+    ema_decay: float = 0.0
     max_steps: int = 200_000
     max_minutes: float = 15.0
     valid_users: int = 10_000

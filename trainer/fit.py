@@ -2,12 +2,18 @@
 
 AdamW steps over an endless stream of batches; every ``eval_every`` steps the model is scored
 on the validation split (NDCG@10, history masked, full ranking) and the best weights are kept.
-Training stops after ``patience`` evaluations without improvement, after ``max_steps``, or when
-``max_minutes`` of wall time (training and evaluation together) are spent, whichever comes
-first (the ``offline`` part of :class:`~learnrec.trainer.config.TrainConfig`); the report says
-which, with the steps run, the best step and the config. Steps, not epochs, so a
-small data set trains as long as a large one. On a large data set the validation score is taken
-on a fixed seeded sample of ``valid_users`` users, so evaluating costs the same everywhere.
+After ``patience`` evaluations without improvement, training goes back to the best weights (and
+their optimizer state) with the learning rate times ``lr_decay``, at most ``plateau_decays``
+times (a plateau a lower rate may get past); it stops at the next such plateau, after
+``max_steps``, or when ``max_minutes`` of wall time (training and evaluation together) are
+spent, whichever comes first (the ``offline`` part of
+:class:`~learnrec.trainer.config.TrainConfig`); the report says which, with the steps run, the
+best step, the steps where the rate was lowered and the config. With ``ema_decay`` set,
+validation scores (and the best weights are) an exponential moving average of the weights, its
+decay ``min(ema_decay, (1 + t) / (10 + t))`` at step ``t`` (early averages forget the initial
+weights fast); training goes on from the live weights. Steps, not epochs, so a small data set
+trains as long as a large one. On a large data set the validation score is taken on a fixed
+seeded sample of ``valid_users`` users, so evaluating costs the same everywhere.
 """
 
 from __future__ import annotations
@@ -40,6 +46,16 @@ def _lr_factor(step: int, warmup: int) -> float:
     return min(1.0, (step + 1) / max(1, warmup))
 
 
+def _swap_in(weights: list[torch.Tensor], values: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
+    """Copy ``values`` into ``weights`` (nothing when None); -> the weights' previous values."""
+    if values is None:
+        return None
+    previous = [w.detach().clone() for w in weights]
+    with torch.no_grad():
+        torch._foreach_copy_(weights, values)
+    return previous
+
+
 def fit(
     model: torch.nn.Module,
     batches: Iterator,
@@ -58,8 +74,12 @@ def fit(
     torch.manual_seed(cfg.seed)
     valid_set = validation_sample(split.valid, schedule.valid_users, cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.warmup_steps))
+    scale = [1.0]  # the plateau decays so far, multiplied
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.warmup_steps) * scale[0])
     best, best_state, best_step, history = -1.0, copy.deepcopy(model.state_dict()), 0, []
+    best_opt, since, decays = copy.deepcopy(opt.state_dict()), 0, []
+    weights = [p for p in model.parameters() if p.requires_grad]
+    average = [p.detach().clone() for p in weights] if schedule.ema_decay > 0 else None
     started = time.monotonic()
     stopped_by, losses, step = "max_steps", [], 0
     bar = tqdm(desc=desc, unit="step", disable=not progress)  # the time budget usually ends it
@@ -71,6 +91,9 @@ def fit(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
         sched.step()
+        if average is not None:  # the usual warm-up: early averages forget the initial weights fast
+            keep = min(schedule.ema_decay, (1 + step) / (10 + step))
+            torch._foreach_lerp_(average, [p.detach() for p in weights], 1 - keep)
         losses.append(loss.item())
         step += 1
         bar.update(1)
@@ -78,17 +101,31 @@ def fit(
         if step % schedule.eval_every and not out_of_time and step < schedule.max_steps:
             continue
         model.eval()
+        live = _swap_in(weights, average)
         valid = evaluate(make_scorer(), split, valid_set)["overall"]
         history.append({"step": step, "loss": float(np.mean(losses)), "seconds": round(time.monotonic() - started, 1),
                         "recall@10": valid["recall@10"], "ndcg@10": valid["ndcg@10"]})
         losses = []
+        since += 1
         if valid["ndcg@10"] > best:
-            best, best_state, best_step = valid["ndcg@10"], copy.deepcopy(model.state_dict()), step
+            best, best_state, best_step, since = valid["ndcg@10"], copy.deepcopy(model.state_dict()), step, 0
+            best_opt = copy.deepcopy(opt.state_dict())
+        _swap_in(weights, live)
         bar.set_postfix(r10=f"{valid['recall@10']:.4f}", n10=f"{valid['ndcg@10']:.4f}", best=best_step)
         if out_of_time or time.monotonic() - started >= schedule.max_minutes * 60:
             stopped_by = "time"
             break
-        if len(history) - 1 - next(i for i, h in enumerate(history) if h["step"] == best_step) >= schedule.patience:
+        if since >= schedule.patience and len(decays) < schedule.plateau_decays:
+            model.load_state_dict(best_state)
+            opt.load_state_dict(best_opt)
+            if average is not None:
+                torch._foreach_copy_(average, [p.detach() for p in weights])
+            scale[0] *= schedule.lr_decay
+            decays.append(step)
+            since = 0
+            for group in opt.param_groups:  # the restored state holds the old rate
+                group["lr"] = cfg.lr * _lr_factor(step, cfg.warmup_steps) * scale[0]
+        elif since >= schedule.patience:
             stopped_by = "patience"
             break
     bar.close()
@@ -100,6 +137,7 @@ def fit(
         "best_step": best_step,
         "examples_seen": step * cfg.batch_size,
         "stopped_by": stopped_by,
+        "lr_decayed_at": decays,
         "valid": next(h for h in history if h["step"] == best_step),
         "history": history,
         "train_config": cfg.record(unused),

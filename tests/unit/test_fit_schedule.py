@@ -1,0 +1,79 @@
+"""The shared training loop's schedule: plateaus (back to the best weights at a lower rate, then
+stop) and validating a moving average of the weights."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from learnrec.trainer import fit as fit_module
+from learnrec.trainer.config import TrainConfig
+from learnrec.trainer.data import EvalSet, Split
+
+EVERY = 3
+LR = 0.01
+
+
+def _run(monkeypatch, scores: list[float], **schedule):
+    """Train one weight on a loss whose gradient is always 1 (so each AdamW step moves it by the
+    learning rate) against scripted validation NDCG ``scores``. -> (report, weight per step,
+    weight at each evaluation)."""
+    weight = torch.nn.Parameter(torch.zeros(1))
+    model = torch.nn.Module()
+    model.weight = weight
+    after_step, at_eval, script = [], [], iter(scores)
+
+    def loss_fn(_batch):
+        after_step.append(float(weight.detach()))
+        return weight.sum()
+
+    def fake_evaluate(_scorer, _split, _valid):
+        at_eval.append(float(weight.detach()))
+        return {"overall": {"recall@10": 0.0, "ndcg@10": next(script)}}
+
+    monkeypatch.setattr(fit_module, "evaluate", fake_evaluate)
+    empty = EvalSet([], np.zeros(0, dtype=np.int64))
+    split = Split("loo", 1, [], empty, empty)
+    cfg = TrainConfig(lr=LR, weight_decay=0.0, warmup_steps=1).override(
+        eval_every=EVERY, max_steps=1000, max_minutes=5, **schedule)
+    report = fit_module.fit(model, itertools.repeat(None), loss_fn, lambda: None, split, cfg, progress=False)
+    return report, after_step, at_eval
+
+
+def test_a_plateau_goes_back_to_the_best_weights_at_a_lower_rate_then_stops(monkeypatch):
+    scores = [0.1, 0.2, 0.1, 0.1, 0.3, 0.2, 0.2]
+    report, after_step, at_eval = _run(monkeypatch, scores, patience=2, plateau_decays=1, lr_decay=0.5)
+    assert report["lr_decayed_at"] == [4 * EVERY]
+    assert report["best_step"] == 5 * EVERY and report["steps"] == 7 * EVERY
+    assert report["stopped_by"] == "patience"
+    # the first step after the plateau starts from the weights of the best evaluation (the 2nd)
+    assert after_step[4 * EVERY] == pytest.approx(at_eval[1])
+    moves = np.abs(np.diff(after_step))
+    assert moves[EVERY:4 * EVERY - 1] == pytest.approx(LR, rel=1e-3)  # the full rate before
+    assert moves[4 * EVERY:] == pytest.approx(LR * 0.5, rel=1e-3)  # half of it after
+    assert float(report["valid"]["ndcg@10"]) == 0.3
+
+
+def test_without_plateau_decays_the_first_plateau_stops(monkeypatch):
+    report, _, _ = _run(monkeypatch, [0.1, 0.2, 0.1, 0.1], patience=2)
+    assert report["lr_decayed_at"] == [] and report["steps"] == 4 * EVERY
+    assert report["best_step"] == 2 * EVERY and report["stopped_by"] == "patience"
+
+
+def test_with_ema_the_average_is_validated_and_kept_while_training_goes_on_from_the_live_weights(monkeypatch):
+    decay = 0.9
+    report, after_step, at_eval = _run(monkeypatch, [0.1, 0.2, 0.1], patience=1, ema_decay=decay)
+    average, expected = 0.0, []
+    for step in range(len(after_step) - 1):  # after_step[k + 1]: the live weight after step k
+        keep = min(decay, (1 + step) / (10 + step))
+        average = keep * average + (1 - keep) * after_step[step + 1]
+        if (step + 1) % EVERY == 0:
+            expected.append(average)
+    assert at_eval[:2] == pytest.approx(expected[:2], rel=1e-4)
+    assert abs(at_eval[1]) < abs(after_step[2 * EVERY])  # the average lags the live weight
+    moves = np.abs(np.diff(after_step))
+    assert moves == pytest.approx(LR, rel=1e-3)  # validating never moved the live weights
+    assert report["best_step"] == 2 * EVERY and report["steps"] == 3 * EVERY
