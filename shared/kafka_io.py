@@ -37,6 +37,12 @@ from learnrec.shared.topics import topic_specs
 
 log = logging.getLogger(__name__)
 
+# Closing a consumer leaves its group: a request kafka-python otherwise waits on without limit
+# (and it joins the heartbeat thread without one), so a busy or unreachable broker can hold a
+# stopping worker forever. Leaving is best effort: past this, the group notices the member gone
+# after its session timeout.
+CLOSE_TIMEOUT_MS = 5_000
+
 
 def kafka_security(settings: Settings) -> dict[str, object]:
     """Client options for SASL (PLAIN, SCRAM) and SSL from ``settings``; none for PLAINTEXT."""
@@ -107,7 +113,7 @@ def make_consumer(
     try:
         wait_for_partitions(consumer, topics, settings.connection.kafka_metadata_wait_s)
     except BaseException:
-        consumer.close(autocommit=False)
+        consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
         raise
     consumer.subscribe(topics, listener=listener)
     return consumer

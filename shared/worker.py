@@ -36,6 +36,7 @@ from kafka.errors import CommitFailedError
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from learnrec.shared.dead_letter import DeadLetterWriter
+from learnrec.shared.kafka_io import CLOSE_TIMEOUT_MS
 from learnrec.shared.rebuild import ReplayGuard
 from learnrec.shared.schemas import EventError
 
@@ -192,7 +193,7 @@ class BatchWorker(Generic[E]):
                 elif max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
                     break
         finally:
-            self.consumer.close(autocommit=False)
+            self.consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
         return self.totals
 
     def install_signal_handlers(self) -> None:

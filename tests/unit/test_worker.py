@@ -46,6 +46,9 @@ class FakeConsumer:
     def assignment(self) -> set:
         return set()
 
+    def close(self, autocommit: bool = True, timeout_ms: int | None = None) -> None:
+        self.closed_with = {"autocommit": autocommit, "timeout_ms": timeout_ms}
+
 
 class Future:
     def __init__(self, ok: bool) -> None:
@@ -106,6 +109,16 @@ def test_stopping_with_undelivered_dead_letters_commits_nothing():
     worker.stop_event.set()
     worker.run_once()
     assert consumer.commits == 0 and consumer.seeks and consumer.seeks[0][1] == 5
+
+
+def test_a_stopping_worker_leaves_its_group_within_a_bounded_time():
+    # kafka-python waits without limit for the leave-group answer unless told otherwise: a busy
+    # broker could hold a worker that was told to stop
+    consumer = FakeConsumer([[Record("t", 0, 0, b"a")]])
+    worker = _worker(consumer, FakeProducer(), [])
+    worker.run(max_idle_s=0.0)
+    assert consumer.closed_with["autocommit"] is False
+    assert 0 < consumer.closed_with["timeout_ms"] <= 10_000
 
 
 def test_a_refused_commit_does_not_stop_the_worker():
