@@ -58,7 +58,7 @@ LEARN_VARIANTS = {
     "learn-sampled": ({}, {"full_softmax_max_items": 0, "negatives": 512}),
     "content": ({"item_ids": "none", "item_tower": "none"}, {}),
 }
-REPORT_KEYS = ("train_seconds", "steps", "best_step", "examples_seen", "stopped_by", "windows")
+REPORT_KEYS = ("train_seconds", "steps", "best_step", "examples_seen", "stopped_by", "lr_decayed_at", "windows")
 
 
 def _entry(scorer, split: Split, report: dict | None = None) -> dict:
