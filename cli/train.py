@@ -37,6 +37,9 @@ def configure_offline(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--whiten-content", action=argparse.BooleanOptionalAction, default=None,
                         help="whiten the content embeddings before the adaptor (chosen on "
                              "amazon-scientific's validation; docs/MODEL.md)")
+    parser.add_argument("--ema-decay", type=float, default=None,
+                        help="validate and keep a moving average of the weights (0.99 was chosen on "
+                             "amazon-scientific's validation; docs/MODEL.md)")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -64,8 +67,8 @@ def run_offline(args: argparse.Namespace) -> int:
         model_cfg.item_ids = args.item_ids
     if args.whiten_content is not None:
         model_cfg.whiten_content = args.whiten_content
-    budget = {"max_steps": args.max_steps, "max_minutes": args.max_minutes}
-    train_cfg = train_cfg.override(**{k: v for k, v in budget.items() if v is not None})
+    chosen = {"max_steps": args.max_steps, "max_minutes": args.max_minutes, "ema_decay": args.ema_decay}
+    train_cfg = train_cfg.override(**{k: v for k, v in chosen.items() if v is not None})
     model, inputs, report = train_offline(split, content, model_cfg, train_cfg)
     test = evaluate(learn_scorer(model, inputs), split)
     id_items = id_items_of(inputs, ds.item_ids)
@@ -84,6 +87,7 @@ def run_offline(args: argparse.Namespace) -> int:
         "split": args.split,
         "train_seconds": report["train_seconds"],
         "valid": report["valid"],
+        "train_config": report["train_config"],
         "test": test,
     })
     print(json.dumps({"version": meta["version"], "version_dir": str(args.out / version),
