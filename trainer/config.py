@@ -24,7 +24,7 @@ class OfflineSchedule:
     improvement, go back to the best weights with the learning rate times ``lr_decay``, at most
     ``plateau_decays`` times, then stop; stop too after ``max_steps`` or ``max_minutes`` of wall
     time. With ``ema_decay`` > 0, what is validated and kept is an exponential moving average of
-    the weights (each step ``ema = decay * ema + (1 - decay) * weights``)."""
+    the weights (its decay warms up to ``ema_decay``: :mod:`learnrec.trainer.fit`)."""
 
     eval_every: int = 200
     patience: int = 5

@@ -74,10 +74,13 @@ def fit(
     torch.manual_seed(cfg.seed)
     valid_set = validation_sample(split.valid, schedule.valid_users, cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scale = [1.0]  # the plateau decays so far, multiplied
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.warmup_steps) * scale[0])
     best, best_state, best_step, history = -1.0, copy.deepcopy(model.state_dict()), 0, []
-    best_opt, since, decays = copy.deepcopy(opt.state_dict()), 0, []
+    best_opt, since, decays = copy.deepcopy(opt.state_dict()), 0, []  # decays: steps of the plateaus
+
+    def rate(s: int) -> float:  # the learning rate's factor at step s: warm-up, then the decays so far
+        return _lr_factor(s, cfg.warmup_steps) * schedule.lr_decay ** len(decays)
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, rate)
     weights = [p for p in model.parameters() if p.requires_grad]
     average = [p.detach().clone() for p in weights] if schedule.ema_decay > 0 else None
     started = time.monotonic()
@@ -120,11 +123,10 @@ def fit(
             opt.load_state_dict(best_opt)
             if average is not None:
                 torch._foreach_copy_(average, [p.detach() for p in weights])
-            scale[0] *= schedule.lr_decay
             decays.append(step)
             since = 0
             for group in opt.param_groups:  # the restored state holds the old rate
-                group["lr"] = cfg.lr * _lr_factor(step, cfg.warmup_steps) * scale[0]
+                group["lr"] = cfg.lr * rate(step)
         elif since >= schedule.patience:
             stopped_by = "patience"
             break
