@@ -41,6 +41,7 @@ from learnrec.trainer.baselines import (
     sasrec_scorer,
     train_sasrec,
 )
+from learnrec.trainer.config import TrainConfig
 from learnrec.trainer.data import Split, data_path, load_dataset, make_split
 from learnrec.trainer.evaluate import evaluate
 from learnrec.trainer.offline import learn_scorer, train_offline
@@ -58,10 +59,27 @@ LEARN_VARIANTS = {
     "learn-sampled": ({}, {"full_softmax_max_items": 0, "negatives": 512}),
     "content": ({"item_ids": "none", "item_tower": "none"}, {}),
 }
-REPORT_KEYS = ("train_seconds", "steps", "best_step", "examples_seen", "stopped_by", "lr_decayed_at", "windows")
+REPORT_KEYS = ("train_seconds", "steps", "best_step", "examples_seen", "stopped_by", "lr_decayed_at", "path", "windows")
+REFIT_KEYS = ("train_seconds", "steps", "examples_seen", "stopped_by", "windows")
 
 
-def _entry(scorer, split: Split, report: dict | None = None) -> dict:
+def _trained_entry(train, scorer_of, split: Split, cfg: TrainConfig, refit: bool) -> dict:
+    """``train(split, cfg)`` -> (model, [inputs,] report), scored by ``scorer_of(model, [inputs])``.
+    With ``refit``, the validated model is scored too (``before_refit``), then the same model is
+    trained again on the split's training and validation targets along the validated run's path,
+    in what is left of its budget (:func:`learnrec.trainer.fit.refit`), and that one is the entry."""
+    *model, report = train(split, cfg)
+    left = cfg.require_offline().max_minutes - report["train_seconds"] / 60
+    if not refit or left <= 0:
+        return _entry(scorer_of(*model), split, report, {"skipped": "no budget left"} if refit else None)
+    before = _entry(scorer_of(*model), split)
+    path = tuple((steps, factor) for steps, factor in report["path"])
+    *model, again = train(split.for_refit(), cfg.override(refit_path=path, max_minutes=left))
+    entry = _entry(scorer_of(*model), split, report, {k: again[k] for k in REFIT_KEYS})
+    return entry | {"before_refit": {g: before[g] for g in GROUPS}}
+
+
+def _entry(scorer, split: Split, report: dict | None = None, refit: dict | None = None) -> dict:
     masked = evaluate(scorer, split, mask_history=True)
     entry = {g: masked[g] for g in GROUPS}
     entry["unmasked"] = {g: v for g, v in evaluate(scorer, split, mask_history=False).items() if g in GROUPS}
@@ -70,6 +88,8 @@ def _entry(scorer, split: Split, report: dict | None = None) -> dict:
             "valid": report["valid"], "budget_minutes": report["train_config"]["offline"]["max_minutes"],
             "train_config": report["train_config"], "model_config": report["model_config"],
             "curve": report["history"]}
+    if refit is not None:
+        entry["refit"] = refit
     return entry
 
 
@@ -123,6 +143,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tuned", action=argparse.BooleanOptionalAction, default=True,
                         help="train LEARN and SASRec with the settings that won on validation in "
                              "bench/results/tuning-<dataset>-<model>.json (bench.tune), when there is one")
+    parser.add_argument("--refit", action=argparse.BooleanOptionalAction, default=False,
+                        help="after the validated run (tested too: before_refit), train LEARN and SASRec "
+                             "again on the training and validation targets along that run's path (same "
+                             "steps and rates), within the same budget, and test the refitted model")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=Path(".cache/embeddings"))
@@ -146,12 +170,14 @@ def main(argv: list[str] | None = None) -> dict:
         if name in LEARN_VARIANTS:
             model_kw, train_kw = LEARN_VARIANTS[name]
             model_cfg, train_cfg = learn_configs(tuned["learn"] or {}, content.shape[1], **budget)
-            model, inputs, report = train_offline(split, content, replace(model_cfg, **model_kw),
-                                                  train_cfg.override(**train_kw))
-            models[name] = _entry(learn_scorer(model, inputs), split, report) | {"tuned": tuned["learn"]}
+            model_cfg, train_cfg = replace(model_cfg, **model_kw), train_cfg.override(**train_kw)
+            entry = _trained_entry(lambda s, c, m=model_cfg: train_offline(s, content, replace(m), c), learn_scorer,
+                                   split, train_cfg, args.refit)
+            models[name] = entry | {"tuned": tuned["learn"]}
         elif name == "sasrec":
-            model, report = train_sasrec(split, *sasrec_configs(tuned["sasrec"] or {}, **budget))
-            models[name] = _entry(sasrec_scorer(model), split, report) | {"tuned": tuned["sasrec"]}
+            model_cfg, train_cfg = sasrec_configs(tuned["sasrec"] or {}, **budget)
+            entry = _trained_entry(lambda s, c, m=model_cfg: train_sasrec(s, m, c), sasrec_scorer, split, train_cfg, args.refit)
+            models[name] = entry | {"tuned": tuned["sasrec"]}
         elif name == "popularity":
             models[name] = _entry(popularity_scorer(split), split)
         elif name == "content-mean":

@@ -24,7 +24,9 @@ class OfflineSchedule:
     improvement, go back to the best weights with the learning rate times ``lr_decay``, at most
     ``plateau_decays`` times, then stop; stop too after ``max_steps`` or ``max_minutes`` of wall
     time. With ``ema_decay`` > 0, what is validated and kept is an exponential moving average of
-    the weights (its decay warms up to ``ema_decay``: :mod:`learnrec.trainer.fit`)."""
+    the weights (its decay warms up to ``ema_decay``: :mod:`learnrec.trainer.fit`). With
+    ``refit_path`` (a validated run's report ``path``: ``[steps, rate factor]`` segments), a
+    refit: no validation, training follows that path within ``max_minutes``."""
 
     eval_every: int = 200
     patience: int = 5
@@ -34,6 +36,7 @@ class OfflineSchedule:
     max_steps: int = 200_000
     max_minutes: float = 15.0
     valid_users: int = 10_000
+    refit_path: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True)

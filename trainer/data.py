@@ -20,7 +20,7 @@ import csv
 import json
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +64,15 @@ class Split:
     test: EvalSet
     cold_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     valid_cold_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # per user: the training sequence with its validation target appended (a refit's data)
+    train_with_valid: list[np.ndarray] = field(default_factory=list)
+
+    def for_refit(self) -> Split:
+        """This split with ``train_with_valid`` as its training sequences: what a model is
+        refitted on for the test once validation has chosen its settings and its length."""
+        if not self.train_with_valid:
+            raise ValueError(f"the {self.name} split has no training sequences with validation targets")
+        return replace(self, train=self.train_with_valid, train_with_valid=[])
 
     def train_counts(self) -> np.ndarray:
         """int64 [n_items]: how often each item occurs in the training sequences."""
@@ -201,7 +210,7 @@ def data_path(name: str) -> Path:
 
 def leave_one_out(ds: SeqDataset) -> Split:
     """Last item tests, second-to-last validates, the rest trains (users with < 3 items only
-    train)."""
+    train; a refit trains on all but the last)."""
     train, vh, vt, th, tt = [], [], [], [], []
     for seq in ds.sequences:
         if len(seq) < 3:
@@ -215,6 +224,7 @@ def leave_one_out(ds: SeqDataset) -> Split:
     return Split(
         "loo", ds.n_items, train, EvalSet(vh, np.array(vt, dtype=np.int64)),
         EvalSet(th, np.array(tt, dtype=np.int64)),
+        train_with_valid=[s if len(s) < 3 else s[:-1] for s in ds.sequences],
     )
 
 
@@ -231,6 +241,7 @@ def cold_start(ds: SeqDataset, fraction: float = 0.1, seed: int = 0, valid_fract
     unknown = is_cold.copy()
     unknown[valid_cold] = True
     train = [s[~unknown[s]] for s in loo.train]
+    train_with_valid = [s[~unknown[s]] for s in loo.train_with_valid]
     keep = [u for u, t in enumerate(loo.valid.targets) if not is_cold[t]]
     valid = EvalSet(
         [loo.valid.histories[u][~is_cold[loo.valid.histories[u]]] for u in keep],
@@ -238,7 +249,8 @@ def cold_start(ds: SeqDataset, fraction: float = 0.1, seed: int = 0, valid_fract
     )
     keep_valid = [u for u, h in enumerate(valid.histories) if len(h)]
     valid = EvalSet([valid.histories[u] for u in keep_valid], valid.targets[keep_valid])
-    return Split("cold", ds.n_items, train, valid, loo.test, cold_items=cold, valid_cold_items=valid_cold)
+    return Split("cold", ds.n_items, train, valid, loo.test, cold_items=cold, valid_cold_items=valid_cold,
+                 train_with_valid=train_with_valid)
 
 
 def make_split(ds: SeqDataset, name: str, seed: int = 0) -> Split:

@@ -14,6 +14,12 @@ decay ``min(ema_decay, (1 + t) / (10 + t))`` at step ``t`` (early averages forge
 weights fast); training goes on from the live weights. Steps, not epochs, so a small data set
 trains as long as a large one. On a large data set the validation score is taken on a fixed
 seeded sample of ``valid_users`` users, so evaluating costs the same everywhere.
+
+The report's ``path`` is how the kept weights were reached: ``[steps, rate factor]`` segments
+(a plateau's restore drops the steps after the best evaluation). A config with ``refit_path``
+set to such a path is a *refit*: no validation, training follows that path (the same steps at
+the same rates, restarting from the average where a restore did) on data that now holds the
+validation targets too, and keeps the final (averaged) weights.
 """
 
 from __future__ import annotations
@@ -56,6 +62,63 @@ def _swap_in(weights: list[torch.Tensor], values: list[torch.Tensor] | None) -> 
     return previous
 
 
+def _extend(path: list[list], factor: float) -> None:
+    """Count one step at rate ``factor`` in ``path`` ([steps, rate factor] segments)."""
+    if not path or path[-1][1] != factor:
+        path.append([0, factor])
+    path[-1][0] += 1
+
+
+def _step(model: torch.nn.Module, loss: torch.Tensor, opt: torch.optim.Optimizer, sched,
+          average: list[torch.Tensor] | None, ema_decay: float, step: int) -> float:
+    """One optimizer step on ``loss`` (gradient norm clipped at 5), then the moving average's
+    update (its warm-up: early averages forget the initial weights fast). -> the loss."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    opt.step()
+    sched.step()
+    if average is not None:
+        keep = min(ema_decay, (1 + step) / (10 + step))
+        torch._foreach_lerp_(average, [p.detach() for p in model.parameters() if p.requires_grad], 1 - keep)
+    return loss.item()
+
+
+def refit(model: torch.nn.Module, batches: Iterator, loss_fn: Callable[[object], torch.Tensor],
+          cfg: TrainConfig, progress: bool = True, desc: str = "refit", unused: Collection[str] = ()) -> dict:
+    """Train ``model`` along ``cfg``'s ``refit_path`` without validation (see the module) and
+    keep the final weights (their moving average with ``ema_decay``). -> report (JSON-ready)."""
+    schedule = cfg.require_offline()
+    factors = [factor for steps, factor in schedule.refit_path for _ in range(steps)]
+    if not factors:
+        raise ValueError("a refit needs a refit_path of at least one step")
+    torch.manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.warmup_steps) * factors[min(s, len(factors) - 1)])
+    weights = [p for p in model.parameters() if p.requires_grad]
+    average = [p.detach().clone() for p in weights] if schedule.ema_decay > 0 else None
+    started, stopped_by, losses = time.monotonic(), "path", []
+    for step in tqdm(range(len(factors)), desc=desc, unit="step", disable=not progress):
+        if step and factors[step] != factors[step - 1] and average is not None:
+            with torch.no_grad():  # a restore went back to the averaged weights
+                torch._foreach_copy_(weights, average)
+        model.train()
+        losses.append(_step(model, loss_fn(next(batches)), opt, sched, average, schedule.ema_decay, step))
+        if time.monotonic() - started >= schedule.max_minutes * 60:
+            stopped_by = "time"
+            break
+    _swap_in(weights, average)
+    model.eval()
+    return {
+        "train_seconds": round(time.monotonic() - started, 1),
+        "steps": len(losses),
+        "examples_seen": len(losses) * cfg.batch_size,
+        "stopped_by": stopped_by,
+        "loss": float(np.mean(losses[-200:])),
+        "train_config": cfg.record(unused),
+    }
+
+
 def fit(
     model: torch.nn.Module,
     batches: Iterator,
@@ -71,11 +134,14 @@ def fit(
     validation NDCG@10 of ``make_scorer()``) are loaded back. ``cfg``: an offline config, of
     which the caller's loss did not use the fields ``unused``. -> report (JSON-ready)."""
     schedule = cfg.require_offline()
+    if schedule.refit_path:
+        return refit(model, batches, loss_fn, cfg, progress, desc.replace("training", "refit"), unused)
     torch.manual_seed(cfg.seed)
     valid_set = validation_sample(split.valid, schedule.valid_users, cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best, best_state, best_step, history = -1.0, copy.deepcopy(model.state_dict()), 0, []
     best_opt, since, decays = copy.deepcopy(opt.state_dict()), 0, []  # decays: steps of the plateaus
+    path, best_path = [], []  # [steps, rate factor] segments of the live and of the best weights
 
     def rate(s: int) -> float:  # the learning rate's factor at step s: warm-up, then the decays so far
         return _lr_factor(s, cfg.warmup_steps) * schedule.lr_decay ** len(decays)
@@ -88,16 +154,8 @@ def fit(
     bar = tqdm(desc=desc, unit="step", disable=not progress)  # the time budget usually ends it
     while step < schedule.max_steps:
         model.train()
-        loss = loss_fn(next(batches))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        sched.step()
-        if average is not None:  # the usual warm-up: early averages forget the initial weights fast
-            keep = min(schedule.ema_decay, (1 + step) / (10 + step))
-            torch._foreach_lerp_(average, [p.detach() for p in weights], 1 - keep)
-        losses.append(loss.item())
+        losses.append(_step(model, loss_fn(next(batches)), opt, sched, average, schedule.ema_decay, step))
+        _extend(path, schedule.lr_decay ** len(decays))
         step += 1
         bar.update(1)
         out_of_time = time.monotonic() - started >= schedule.max_minutes * 60
@@ -112,7 +170,7 @@ def fit(
         since += 1
         if valid["ndcg@10"] > best:
             best, best_state, best_step, since = valid["ndcg@10"], copy.deepcopy(model.state_dict()), step, 0
-            best_opt = copy.deepcopy(opt.state_dict())
+            best_opt, best_path = copy.deepcopy(opt.state_dict()), copy.deepcopy(path)
         _swap_in(weights, live)
         bar.set_postfix(r10=f"{valid['recall@10']:.4f}", n10=f"{valid['ndcg@10']:.4f}", best=best_step)
         if out_of_time or time.monotonic() - started >= schedule.max_minutes * 60:
@@ -124,7 +182,7 @@ def fit(
             if average is not None:
                 torch._foreach_copy_(average, [p.detach() for p in weights])
             decays.append(step)
-            since = 0
+            since, path = 0, copy.deepcopy(best_path)
             for group in opt.param_groups:  # the restored state holds the old rate
                 group["lr"] = cfg.lr * rate(step)
         elif since >= schedule.patience:
@@ -140,6 +198,7 @@ def fit(
         "examples_seen": step * cfg.batch_size,
         "stopped_by": stopped_by,
         "lr_decayed_at": decays,
+        "path": best_path,
         "valid": next(h for h in history if h["step"] == best_step),
         "history": history,
         "train_config": cfg.record(unused),

@@ -55,6 +55,9 @@ def test_a_plateau_goes_back_to_the_best_weights_at_a_lower_rate_then_stops(monk
     assert moves[EVERY:4 * EVERY - 1] == pytest.approx(LR, rel=1e-3)  # the full rate before
     assert moves[4 * EVERY:] == pytest.approx(LR * 0.5, rel=1e-3)  # half of it after
     assert float(report["valid"]["ndcg@10"]) == 0.3
+    # the kept weights' path: the steps up to the 2nd evaluation at the full rate, then the
+    # steps from the plateau's restore to the 5th at half of it
+    assert report["path"] == [[2 * EVERY, 1.0], [EVERY, 0.5]]
 
 
 def test_without_plateau_decays_the_first_plateau_stops(monkeypatch):
@@ -77,3 +80,40 @@ def test_with_ema_the_average_is_validated_and_kept_while_training_goes_on_from_
     moves = np.abs(np.diff(after_step))
     assert moves == pytest.approx(LR, rel=1e-3)  # validating never moved the live weights
     assert report["best_step"] == 2 * EVERY and report["steps"] == 3 * EVERY
+
+
+def _refit(path, **schedule):
+    """Refit one weight (gradient always 1) along ``path``. -> (report, weight per step, final weight)."""
+    weight = torch.nn.Parameter(torch.zeros(1))
+    model = torch.nn.Module()
+    model.weight = weight
+    after_step = []
+
+    def loss_fn(_batch):
+        after_step.append(float(weight.detach()))
+        return weight.sum()
+
+    cfg = TrainConfig(lr=LR, weight_decay=0.0, warmup_steps=1).override(
+        refit_path=path, max_minutes=5, **schedule)
+    report = fit_module.fit(model, itertools.repeat(None), loss_fn, lambda: None, None, cfg, progress=False)
+    return report, after_step, float(weight.detach())
+
+
+def test_a_refit_follows_the_path_without_validating():
+    report, after_step, final = _refit(((4, 1.0), (3, 0.5)))
+    assert report["steps"] == 7 and report["stopped_by"] == "path"
+    moves = np.abs(np.diff([*after_step, final]))
+    assert moves[:4] == pytest.approx(LR, rel=1e-3) and moves[4:] == pytest.approx(LR * 0.5, rel=1e-3)
+
+
+def test_a_refit_with_ema_keeps_the_average_and_restarts_from_it_where_a_restore_did():
+    decay = 0.9
+    report, after_step, final = _refit(((4, 1.0), (2, 0.5)), ema_decay=decay)
+    live = [*after_step[1:4], after_step[3] - LR]  # the live weight after steps 0..3
+    average = 0.0
+    for step, value in enumerate(live):
+        average += (1 - min(decay, (1 + step) / (10 + step))) * (value - average)
+    assert after_step[4] == pytest.approx(average, rel=1e-4)  # the 2nd segment starts from the average
+    for step, value in ((4, after_step[5]), (5, after_step[5] - LR * 0.5)):
+        average += (1 - min(decay, (1 + step) / (10 + step))) * (value - average)
+    assert final == pytest.approx(average, rel=1e-4)  # what the refit keeps is the average

@@ -92,6 +92,9 @@ def test_leave_one_out():
     assert split.valid.histories[0].tolist() == s[:-2].tolist() and split.valid.targets[0] == s[-2]
     assert split.test.histories[0].tolist() == s[:-1].tolist() and split.test.targets[0] == s[-1]
     assert len(split.test.targets) == 40 and split.train[-1].tolist() == [1, 2]
+    refit = split.for_refit()  # a refit also trains on the validation targets, never the test ones
+    assert refit.train[0].tolist() == s[:-1].tolist() and refit.train[-1].tolist() == [1, 2]
+    assert refit.valid is split.valid and refit.test is split.test
 
 
 def test_cold_start_removes_items_from_training():
@@ -109,6 +112,10 @@ def test_cold_start_removes_items_from_training():
     assert not any(np.isin(h, split.cold_items).any() for h in split.valid.histories)
     assert np.array_equal(split.test.targets, leave_one_out(ds).test.targets)
     assert not leave_one_out(ds).unknown_items().any()
+    refit = split.for_refit()  # the validation targets join training, the unknown items do not
+    assert refit.train_counts()[unknown].sum() == 0
+    assert refit.train_counts().sum() > split.train_counts().sum()
+    assert np.array_equal(refit.unknown_items(), split.unknown_items())
 
 
 @pytest.mark.skipif(not data_path(DATASETS[0]).exists(), reason="../shared/data not present")

@@ -101,6 +101,28 @@ def test_sasrec_beats_the_untrained_scorers():
     assert not {"temperature", "negatives", "id_min_count"} & set(report["train_config"])
 
 
+def test_a_refit_on_the_validation_targets_follows_the_validated_path():
+    """bench.quality's refit: both models trained again on training + validation targets, for
+    the steps and rates that led to the validated weights, without validating."""
+    split = leave_one_out(_toy())
+    cfg = LearnConfig(content_dim=12, model_dim=32, output_dim=16, max_len=8, dropout=0.1)
+    train_cfg = FAST.override(ema_decay=0.9, id_min_count=36)  # about the toy's training count per item
+    model, inputs, report = train_offline(split, _content(), cfg, train_cfg, progress=False)
+    assert sum(steps for steps, _ in report["path"]) == report["best_step"]
+    refit_cfg = train_cfg.override(refit_path=tuple(map(tuple, report["path"])))
+    model, refit_inputs, refit = train_offline(split.for_refit(), _content(), cfg, refit_cfg, progress=False)
+    assert refit["steps"] == report["best_step"] and refit["stopped_by"] == "path" and "history" not in refit
+    assert (refit_inputs.rows >= 0).sum() > (inputs.rows >= 0).sum()  # more data: more items earn an ID row
+    learned = evaluate(learn_scorer(model, refit_inputs), split)["overall"]["recall@10"]
+    assert learned > max(_untrained(split)) + 0.25
+    sasrec_cfg = SASRecConfig(dim=32, max_len=8, dropout=0.1)
+    _, report = train_sasrec(split, sasrec_cfg, FAST.override(plateau_decays=1), progress=False)
+    path = tuple(map(tuple, report["path"]))
+    model, refit = train_sasrec(split.for_refit(), sasrec_cfg, FAST.override(refit_path=path), progress=False)
+    assert refit["steps"] == sum(steps for steps, _ in path) and refit["stopped_by"] == "path"
+    assert evaluate(sasrec_scorer(model), split)["overall"]["recall@10"] > max(_untrained(split)) + 0.25
+
+
 def test_sasrec_refuses_the_learn_objective_fields_it_would_ignore():
     split = leave_one_out(_toy())
     for field, value in (("temperature", 0.1), ("negatives", 16), ("id_min_count", 2)):
