@@ -3,6 +3,7 @@
     python -m bench.quality --dataset amazon-scientific            # leave-one-out
     python -m bench.quality --dataset amazon-scientific --split cold
     python -m bench.quality --dataset ml-100k
+    python -m bench.quality --dataset amazon-scientific --refit --tag refit   # also refitted on validation targets
     python -m bench.quality --dataset ml-100k --models learn,learn-content,learn-id,learn-no-id-dropout --tag ablation
     python -m bench.quality --models learn --encoder-runtime onnx-int8 --tag int8
 
