@@ -45,6 +45,7 @@ from learnrec.trainer.baselines import (
 from learnrec.trainer.config import TrainConfig
 from learnrec.trainer.data import Split, data_path, load_dataset, make_split
 from learnrec.trainer.evaluate import evaluate
+from learnrec.trainer.fit import refit_config
 from learnrec.trainer.offline import learn_scorer, train_offline
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -70,12 +71,11 @@ def _trained_entry(train, scorer_of, split: Split, cfg: TrainConfig, refit: bool
     trained again on the split's training and validation targets along the validated run's path,
     in what is left of its budget (:func:`learnrec.trainer.fit.refit`), and that one is the entry."""
     *model, report = train(split, cfg)
-    left = cfg.require_offline().max_minutes - report["train_seconds"] / 60
-    if not refit or left <= 0:
+    again_cfg = refit_config(cfg, report)
+    if not refit or again_cfg is None:
         return _entry(scorer_of(*model), split, report, {"skipped": "no budget left"} if refit else None)
     before = _entry(scorer_of(*model), split)
-    path = tuple((steps, factor) for steps, factor in report["path"])
-    *model, again = train(split.for_refit(), cfg.override(refit_path=path, max_minutes=left))
+    *model, again = train(split.for_refit(), again_cfg)
     entry = _entry(scorer_of(*model), split, report, {k: again[k] for k in REFIT_KEYS})
     return entry | {"before_refit": {g: before[g] for g in GROUPS}}
 

@@ -40,6 +40,10 @@ def configure_offline(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ema-decay", type=float, default=None,
                         help="validate and keep a moving average of the weights (0.99 was chosen on "
                              "amazon-scientific's validation; docs/MODEL.md)")
+    parser.add_argument("--refit", action="store_true",
+                        help="after validation has chosen the length, train again on the validation "
+                             "targets too, along the validated run's path, in what is left of "
+                             "--max-minutes, and publish that model (docs/MODEL.md)")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -55,6 +59,7 @@ def run_offline(args: argparse.Namespace) -> int:
     from learnrec.shared.model.onnx_export import export_version, new_version_id
     from learnrec.trainer.data import load_dataset, make_split
     from learnrec.trainer.evaluate import evaluate
+    from learnrec.trainer.fit import refit_config
     from learnrec.trainer.offline import default_configs, id_items_of, learn_scorer, train_offline
 
     torch.set_num_threads(args.threads)
@@ -70,6 +75,11 @@ def run_offline(args: argparse.Namespace) -> int:
     chosen = {"max_steps": args.max_steps, "max_minutes": args.max_minutes, "ema_decay": args.ema_decay}
     train_cfg = train_cfg.override(**{k: v for k, v in chosen.items() if v is not None})
     model, inputs, report = train_offline(split, content, model_cfg, train_cfg)
+    refit = None
+    if args.refit and (again := refit_config(train_cfg, report)) is None:
+        log.warning("no time left for the refit: publishing the validated model")
+    elif args.refit:
+        model, inputs, refit = train_offline(split.for_refit(), content, model_cfg, again)
     test = evaluate(learn_scorer(model, inputs), split)
     id_items = id_items_of(inputs, ds.item_ids)
     version = new_version_id()
@@ -88,6 +98,7 @@ def run_offline(args: argparse.Namespace) -> int:
         "train_seconds": report["train_seconds"],
         "valid": report["valid"],
         "train_config": report["train_config"],
+        "refit": refit and {k: refit[k] for k in ("steps", "train_seconds", "stopped_by", "train_config")},
         "test": test,
     })
     print(json.dumps({"version": meta["version"], "version_dir": str(args.out / version),

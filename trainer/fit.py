@@ -84,6 +84,15 @@ def _step(model: torch.nn.Module, loss: torch.Tensor, opt: torch.optim.Optimizer
     return loss.item()
 
 
+def refit_config(cfg: TrainConfig, report: dict) -> TrainConfig | None:
+    """The config of a refit after the validated run of ``cfg`` that gave ``report``: that run's
+    path, in what is left of its ``max_minutes`` (None when nothing is left)."""
+    left = cfg.require_offline().max_minutes - report["train_seconds"] / 60
+    if left <= 0:
+        return None
+    return cfg.override(refit_path=tuple((steps, factor) for steps, factor in report["path"]), max_minutes=left)
+
+
 def refit(model: torch.nn.Module, batches: Iterator, loss_fn: Callable[[object], torch.Tensor],
           cfg: TrainConfig, progress: bool = True, desc: str = "refit", unused: Collection[str] = ()) -> dict:
     """Train ``model`` along ``cfg``'s ``refit_path`` without validation (see the module) and

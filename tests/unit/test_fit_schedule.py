@@ -117,3 +117,10 @@ def test_a_refit_with_ema_keeps_the_average_and_restarts_from_it_where_a_restore
     for step, value in ((4, after_step[5]), (5, after_step[5] - LR * 0.5)):
         average += (1 - min(decay, (1 + step) / (10 + step))) * (value - average)
     assert final == pytest.approx(average, rel=1e-4)  # what the refit keeps is the average
+
+
+def test_a_refit_gets_the_validated_path_and_what_is_left_of_the_budget():
+    cfg = TrainConfig().override(max_minutes=10)
+    again = fit_module.refit_config(cfg, {"train_seconds": 240.0, "path": [[600, 1.0], [200, 0.09]]})
+    assert again.offline.refit_path == ((600, 1.0), (200, 0.09)) and again.offline.max_minutes == 6
+    assert fit_module.refit_config(cfg, {"train_seconds": 600.0, "path": [[600, 1.0]]}) is None

@@ -165,7 +165,7 @@ def test_train_offline_command(tmp_path):
     out = tmp_path / "models"
     assert main(["train", "offline", "--data", str(log), "--out", str(out), "--encoder",
                  str(tiny_model_dir), "--cache", str(tmp_path / "cache"), "--max-steps", "5",
-                 "--threads", "1", "--whiten-content", "--ema-decay", "0.99"]) == 0
+                 "--threads", "1", "--whiten-content", "--ema-decay", "0.99", "--refit"]) == 0
     (version,) = [p for p in out.iterdir() if p.name.startswith("v")]
     meta = json.loads((version / "meta.json").read_text())
     assert meta["encoder"] == str(tiny_model_dir.resolve()) and meta["content_dim"] == 16
@@ -173,6 +173,9 @@ def test_train_offline_command(tmp_path):
     assert extra["encoder"] == meta["encoder"] and "overall" in extra["test"]
     assert extra["id_items"] == json.loads((version / "id_items.json").read_text())
     assert extra["train_config"]["offline"]["ema_decay"] == 0.99
+    # the published model is the refit: the validated run's 5 steps again, with the validation targets
+    assert extra["refit"]["steps"] == 5
+    assert [list(segment) for segment in extra["refit"]["train_config"]["offline"]["refit_path"]] == [[5, 1.0]]
     assert model.config.whiten_content and not torch.equal(model.content_whitening, torch.eye(16))
     x = np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32)
     ids = np.zeros((3, meta["id_dim"]), np.float32)
