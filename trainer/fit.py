@@ -69,18 +69,19 @@ def _extend(path: list[list], factor: float) -> None:
     path[-1][0] += 1
 
 
-def _step(model: torch.nn.Module, loss: torch.Tensor, opt: torch.optim.Optimizer, sched,
+def _step(weights: list[torch.Tensor], loss: torch.Tensor, opt: torch.optim.Optimizer, sched,
           average: list[torch.Tensor] | None, ema_decay: float, step: int) -> float:
-    """One optimizer step on ``loss`` (gradient norm clipped at 5), then the moving average's
-    update (its warm-up: early averages forget the initial weights fast). -> the loss."""
+    """One optimizer step on ``loss`` over the trainable ``weights`` (gradient norm clipped at 5),
+    then the moving average's update (its warm-up: early averages forget the initial weights
+    fast). -> the loss."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    torch.nn.utils.clip_grad_norm_(weights, 5.0)
     opt.step()
     sched.step()
     if average is not None:
         keep = min(ema_decay, (1 + step) / (10 + step))
-        torch._foreach_lerp_(average, [p.detach() for p in model.parameters() if p.requires_grad], 1 - keep)
+        torch._foreach_lerp_(average, [p.detach() for p in weights], 1 - keep)
     return loss.item()
 
 
@@ -112,7 +113,7 @@ def refit(model: torch.nn.Module, batches: Iterator, loss_fn: Callable[[object],
             with torch.no_grad():  # a restore went back to the averaged weights
                 torch._foreach_copy_(weights, average)
         model.train()
-        losses.append(_step(model, loss_fn(next(batches)), opt, sched, average, schedule.ema_decay, step))
+        losses.append(_step(weights, loss_fn(next(batches)), opt, sched, average, schedule.ema_decay, step))
         if time.monotonic() - started >= schedule.max_minutes * 60:
             stopped_by = "time"
             break
@@ -152,8 +153,11 @@ def fit(
     best_opt, since, decays = copy.deepcopy(opt.state_dict()), 0, []  # decays: steps of the plateaus
     path, best_path = [], []  # [steps, rate factor] segments of the live and of the best weights
 
-    def rate(s: int) -> float:  # the learning rate's factor at step s: warm-up, then the decays so far
-        return _lr_factor(s, cfg.warmup_steps) * schedule.lr_decay ** len(decays)
+    def decayed() -> float:  # the plateau decays so far, multiplied
+        return schedule.lr_decay ** len(decays)
+
+    def rate(s: int) -> float:  # the learning rate's factor at step s: warm-up, then the decays
+        return _lr_factor(s, cfg.warmup_steps) * decayed()
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, rate)
     weights = [p for p in model.parameters() if p.requires_grad]
@@ -163,8 +167,8 @@ def fit(
     bar = tqdm(desc=desc, unit="step", disable=not progress)  # the time budget usually ends it
     while step < schedule.max_steps:
         model.train()
-        losses.append(_step(model, loss_fn(next(batches)), opt, sched, average, schedule.ema_decay, step))
-        _extend(path, schedule.lr_decay ** len(decays))
+        losses.append(_step(weights, loss_fn(next(batches)), opt, sched, average, schedule.ema_decay, step))
+        _extend(path, decayed())
         step += 1
         bar.update(1)
         out_of_time = time.monotonic() - started >= schedule.max_minutes * 60
