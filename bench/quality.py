@@ -61,7 +61,8 @@ LEARN_VARIANTS = {
     "learn-sampled": ({}, {"full_softmax_max_items": 0, "negatives": 512}),
     "content": ({"item_ids": "none", "item_tower": "none"}, {}),
 }
-REPORT_KEYS = ("train_seconds", "steps", "best_step", "examples_seen", "stopped_by", "lr_decayed_at", "path", "windows")
+REPORT_KEYS = ("train_seconds", "steps", "best_step", "examples_seen", "stopped_by", "lr_decayed_at", "path", "windows",
+               "content_blend")
 REFIT_KEYS = ("train_seconds", "steps", "examples_seen", "stopped_by", "windows")
 
 
@@ -85,7 +86,7 @@ def _entry(scorer, split: Split, report: dict | None = None, refit: dict | None 
     entry = {g: masked[g] for g in GROUPS}
     entry["unmasked"] = {g: v for g, v in evaluate(scorer, split, mask_history=False).items() if g in GROUPS}
     if report is not None:
-        entry["training"] = {k: report[k] for k in REPORT_KEYS} | {
+        entry["training"] = {k: report[k] for k in REPORT_KEYS if k in report} | {
             "valid": report["valid"], "budget_minutes": report["train_config"]["offline"]["max_minutes"],
             "train_config": report["train_config"], "model_config": report["model_config"],
             "curve": report["history"]}

@@ -40,6 +40,10 @@ def configure_offline(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ema-decay", type=float, default=None,
                         help="validate and keep a moving average of the weights (0.99 was chosen on "
                              "amazon-scientific's validation; docs/MODEL.md)")
+    parser.add_argument("--content-blends", default=None, metavar="W,W,...",
+                        help="weights of the content cosine in the served score, the best chosen on "
+                             "validation after training (default 0,.05,.1,.2,.3,.4,.6,.8; 0 turns the "
+                             "blend off and keeps the served vectors output_dim wide; docs/MODEL.md)")
     parser.add_argument("--refit", action="store_true",
                         help="after validation has chosen the length, train again on the validation "
                              "targets too, along the validated run's path, in what is left of "
@@ -72,7 +76,9 @@ def run_offline(args: argparse.Namespace) -> int:
         model_cfg.item_ids = args.item_ids
     if args.whiten_content is not None:
         model_cfg.whiten_content = args.whiten_content
-    chosen = {"max_steps": args.max_steps, "max_minutes": args.max_minutes, "ema_decay": args.ema_decay}
+    blends = None if args.content_blends is None else tuple(float(w) for w in args.content_blends.split(","))
+    chosen = {"max_steps": args.max_steps, "max_minutes": args.max_minutes, "ema_decay": args.ema_decay,
+              "content_blends": blends}
     train_cfg = train_cfg.override(**{k: v for k, v in chosen.items() if v is not None})
     model, inputs, report = train_offline(split, content, model_cfg, train_cfg)
     refit = None
@@ -97,6 +103,7 @@ def run_offline(args: argparse.Namespace) -> int:
         "split": args.split,
         "train_seconds": report["train_seconds"],
         "valid": report["valid"],
+        "content_blend": report["content_blend"],
         "train_config": report["train_config"],
         "refit": refit and {k: refit[k] for k in ("steps", "train_seconds", "stopped_by", "train_config")},
         "test": test,

@@ -55,7 +55,8 @@ Attribute = Annotated[list[Annotated[str, Query(pattern=r"^[^=]+=")]],
 
 class ScoredItem(BaseModel):
     item_id: str
-    score: float = Field(description="inner product of the L2-normalised vectors (cosine)")
+    score: float = Field(description="inner product of the user and item vectors: the towers' cosine, "
+                                     "plus the version's content blend times the content cosine (docs/MODEL.md)")
 
 
 class Recommendations(BaseModel):

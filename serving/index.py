@@ -1,7 +1,8 @@
 """Nearest-neighbour index over one model version's item vectors.
 
-Item vectors are L2-normalised, so the inner product is the cosine similarity and the score
-returned. Every item id gets a row (its hnswlib label) in insertion order; an upsert of a known id
+Item vectors have one norm across a version (1; sqrt(2) with a content blend, whose second part
+is the normalised content: :meth:`learnrec.shared.model.towers.LearnModel.served_item`), so the
+inner product ranks as the cosine does; it is the score returned. Every item id gets a row (its hnswlib label) in insertion order; an upsert of a known id
 overwrites its row; a removed item keeps its row, marked removed (and deleted in the graph) until
 an upsert brings it back. The rows are kept as a dense float32 matrix ``[n, dim]``:
 
@@ -78,7 +79,7 @@ class ItemIndex:
             return None if row is None or row in self._removed else self._matrix[row].copy()
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray) -> None:
-        """Add or replace items. ``vectors``: float32 ``[len(ids), dim]``, L2-normalised."""
+        """Add or replace items. ``vectors``: float32 ``[len(ids), dim]``, all of one norm."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
         if not ids:
             return

@@ -68,7 +68,8 @@ class ServingVersion:
 
     def user_vectors(self, content: np.ndarray, mask: np.ndarray, item_ids: Sequence[Sequence[str]]) -> np.ndarray:
         """``content`` float32 ``[B, L, content_dim]``, ``mask`` int64 ``[B, L]`` (1 real, right
-        padded), ``item_ids`` the B histories -> ``[B, output_dim]`` L2-normalised user vectors."""
+        padded), ``item_ids`` the B histories -> ``[B, output_dim]`` user vectors (as the version's
+        user tower gives them: L2-normalised, with a content blend part when it has one)."""
         assert self._towers is not None, f"version {self.version} is closed"
         return self._towers.user_vectors(content, mask, item_ids)
 

@@ -26,7 +26,9 @@ class OfflineSchedule:
     time. With ``ema_decay`` > 0, what is validated and kept is an exponential moving average of
     the weights (its decay warms up to ``ema_decay``: :mod:`learnrec.trainer.fit`). With
     ``refit_path`` (a validated run's report ``path``: ``[steps, rate factor]`` segments), a
-    refit: no validation, training follows that path within ``max_minutes``."""
+    refit: no validation, training follows that path within ``max_minutes``. After training,
+    the weight of the content blend (:mod:`learnrec.trainer.content_blend`) is the one of
+    ``content_blends`` with the best validation NDCG@10 (one weight: that one, unvalidated)."""
 
     eval_every: int = 200
     patience: int = 5
@@ -37,6 +39,7 @@ class OfflineSchedule:
     max_minutes: float = 15.0
     valid_users: int = 10_000
     refit_path: tuple[tuple[int, float], ...] = ()
+    content_blends: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8)
 
 
 @dataclass(frozen=True)

@@ -87,11 +87,13 @@ def _step(weights: list[torch.Tensor], loss: torch.Tensor, opt: torch.optim.Opti
 
 def refit_config(cfg: TrainConfig, report: dict) -> TrainConfig | None:
     """The config of a refit after the validated run of ``cfg`` that gave ``report``: that run's
-    path, in what is left of its ``max_minutes`` (None when nothing is left)."""
+    path and content blend, in what is left of its ``max_minutes`` (None when nothing is left)."""
     left = cfg.require_offline().max_minutes - report["train_seconds"] / 60
     if left <= 0:
         return None
-    return cfg.override(refit_path=tuple((steps, factor) for steps, factor in report["path"]), max_minutes=left)
+    blend = report.get("content_blend", {}).get("chosen", 0.0)
+    return cfg.override(refit_path=tuple((steps, factor) for steps, factor in report["path"]), max_minutes=left,
+                        content_blends=(blend,))
 
 
 def refit(model: torch.nn.Module, batches: Iterator, loss_fn: Callable[[object], torch.Tensor],

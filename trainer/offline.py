@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from learnrec.shared.model.loss import full_softmax_loss, sampled_softmax_loss
 from learnrec.shared.model.towers import LearnConfig, LearnModel
 from learnrec.trainer.config import TrainConfig
+from learnrec.trainer.content_blend import choose_content_blend
 from learnrec.trainer.data import Split
 from learnrec.trainer.evaluate import Scorer
 from learnrec.trainer.fit import fit
@@ -89,16 +90,18 @@ class ItemInputs:
 
 
 def learn_scorer(model: LearnModel, inputs: ItemInputs, batch: int = 4096) -> Scorer:
-    """Scores = user vectors (last ``max_len`` history items) x item-tower vectors of all items."""
+    """Scores as served: user vectors (last ``max_len`` history items) x item vectors of all
+    items (:meth:`LearnModel.served_user`, ``served_item``: the content blend included)."""
     model.eval()
     with torch.no_grad():
-        every = torch.arange(len(inputs))
-        items = torch.cat([inputs.items(model, every[i : i + batch]) for i in range(0, len(inputs), batch)])
+        items = torch.cat([
+            model.served_item(inputs.content[i : i + batch], model.id_vectors(inputs.rows[i : i + batch]))
+            for i in range(0, len(inputs), batch)])
 
     def score(histories: Sequence[np.ndarray]) -> torch.Tensor:
         ids, mask = pad([h[-model.config.max_len :] for h in histories])
         content, id_vecs = inputs.sequence(model, ids)
-        return model.user_tower(content, mask, id_vecs) @ items.T
+        return model.served_user(content, mask, id_vecs) @ items.T
 
     return score
 
@@ -158,8 +161,10 @@ def train_offline(
     progress: bool = True,
 ) -> tuple[LearnModel, ItemInputs, dict]:
     """Train LEARN on ``split.train`` over frozen ``content`` [n_items, content_dim], early-stop
-    on ``split.valid``. -> (best model in eval mode, its item inputs, report)."""
+    on ``split.valid``, then choose the content blend on it (:mod:`learnrec.trainer.content_blend`;
+    its seconds count in ``train_seconds``). -> (best model in eval mode, its item inputs, report)."""
     torch.manual_seed(cfg.seed)
+    model_cfg.content_blend = 0.0  # early stopping validates the towers; the blend is chosen after
     rows = id_rows(split.train_counts(), cfg.id_min_count)
     if model_cfg.uses_ids:
         model_cfg.id_rows = int(rows.max()) + 1
@@ -178,6 +183,8 @@ def train_offline(
         split, cfg, progress,
         desc=f"training learn ({model_cfg.item_ids} ids, {model_cfg.item_tower} item tower)", unused=unused,
     )
+    report["content_blend"] = choose_content_blend(model, lambda: learn_scorer(model, inputs), split, cfg)
+    report["train_seconds"] = round(report["train_seconds"] + report["content_blend"]["seconds"], 1)
     report["model_config"] = model_cfg.to_dict()
     report["windows"] = len(windows)
     return model, inputs, report

@@ -30,7 +30,7 @@ K = 10
 
 
 class ServedModel:
-    """A model snapshot with the ID rows it knew, and its item vectors ``[n_items, out]``."""
+    """A model snapshot with the ID rows it knew, and its served item vectors ``[n_items, vector_dim]``."""
 
     def __init__(self, model: LearnModel, ids: IdIndex, content: torch.Tensor, item_ids: list[str]) -> None:
         self.model = copy.deepcopy(model).eval()
@@ -38,7 +38,7 @@ class ServedModel:
         self.content = content
         with torch.no_grad():
             self.items = torch.cat([
-                self.model.item_tower(c, self.model.id_vectors(r))
+                self.model.served_item(c, self.model.id_vectors(r))
                 for c, r in zip(content.split(4096), self.rows.split(4096), strict=True)
             ])
 
@@ -46,7 +46,7 @@ class ServedModel:
     def scores(self, histories: list[list[int]]) -> torch.Tensor:
         """Item-index histories (oldest first) -> scores ``[B, n_items]``."""
         ids, mask = pad([np.asarray(h[-self.model.config.max_len :]) for h in histories])
-        user = self.model.user_tower(self.content[ids], mask, self.model.id_vectors(self.rows[ids]))
+        user = self.model.served_user(self.content[ids], mask, self.model.id_vectors(self.rows[ids]))
         return user @ self.items.T
 
 

@@ -11,7 +11,9 @@ The folder is written under a temporary name and renamed into place, so a reader
 - item tower: ``content`` float32 [batch, content_dim] (, ``id_embedding`` [batch, id_dim]) ->
   ``item_vector`` [batch, output_dim].
 
-``meta.json`` records ``id_dim`` (0: the towers take no ``id_embedding``) and ``id_rows``.
+The towers are the model's served vectors (:meth:`LearnModel.served_user`, ``served_item``), so
+``output_dim`` is the model's ``vector_dim`` (its content blend included). ``meta.json``
+records ``id_dim`` (0: the towers take no ``id_embedding``), ``id_rows`` and ``content_blend``.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class _UserTower(nn.Module):
 
     def forward(self, content: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
         id_vecs, mask = rest if len(rest) == 2 else (None, rest[0])
-        return self.model.user_tower(content, mask, id_vecs)
+        return self.model.served_user(content, mask, id_vecs)
 
 
 class _ItemTower(nn.Module):
@@ -59,7 +61,7 @@ class _ItemTower(nn.Module):
         self.model = model
 
     def forward(self, content: torch.Tensor, id_vecs: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model.item_tower(content, id_vecs)
+        return self.model.served_item(content, id_vecs)
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs: dict, output: str) -> None:
@@ -103,8 +105,9 @@ def export_version(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **meta,
         "content_dim": cfg.content_dim,
-        "output_dim": cfg.output_dim,
+        "output_dim": model.vector_dim,
         "max_history": cfg.max_len,
+        "content_blend": cfg.content_blend,
         "id_dim": id_dim,
         "id_rows": len(id_items) if id_dim else 0,
     }

@@ -27,6 +27,14 @@ the last real position, L2-normalised. The item tower (:attr:`LearnConfig.item_t
   training exactly as at serving time;
 - ``"none"`` (the paper's variant c, content only): a learned linear projection of the content.
 
+Served vectors (:meth:`LearnModel.served_user`, :meth:`LearnModel.served_item`, what the ONNX
+export and the offline scorer use): the towers' outputs, followed, when
+:attr:`LearnConfig.content_blend` ``w`` > 0, by the item's normalised content (item side) and
+``w`` x the normalised mean of the history's normalised content (user side), so that one dot
+product scores ``towers + w * cosine(history content, item content)``: the towers' score blended
+with the untrained content-similarity scorer, ``w`` chosen on validation after training
+(:mod:`learnrec.trainer.content_blend`). Its vectors are :attr:`LearnModel.vector_dim` wide.
+
 Padding is on the right (real items first), so causal attention alone keeps padding out of
 every real position's output: no key-padding mask is needed, which keeps the ONNX graph plain.
 """
@@ -66,6 +74,7 @@ class LearnConfig:
     id_rows: int = 0  # rows of the ID table now (it grows; checkpoints record its size)
     whiten_content: bool = False  # whiten the content before the adaptor (fit_whitening)
     whitening_eps: float = 0.05  # the eigenvalue floor, relative to the mean eigenvalue
+    content_blend: float = 0.0  # weight of the content cosine in the served score (0: off)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -247,3 +256,30 @@ class LearnModel(nn.Module):
         one = None if adapted is None else adapted.unsqueeze(1)
         out = self.encode_sequence(content.unsqueeze(1), ids, regularise=False, adapted=one)
         return F.normalize(out.squeeze(1), dim=-1)
+
+    # -- served vectors -------------------------------------------------------------------------
+
+    @property
+    def vector_dim(self) -> int:
+        """Width of the served vectors: ``output_dim``, plus ``content_dim`` with a content blend."""
+        return self.config.output_dim + (self.config.content_dim if self.config.content_blend else 0)
+
+    def served_user(self, content: torch.Tensor, mask: torch.Tensor,
+                    id_vecs: torch.Tensor | None = None) -> torch.Tensor:
+        """User vectors as served: ``content`` [B, L, D], ``mask`` [B, L] -> [B, vector_dim]
+        (:meth:`user_tower`, then ``content_blend`` x the normalised mean of the real items'
+        normalised content)."""
+        user = self.user_tower(content, mask, id_vecs)
+        if not self.config.content_blend:
+            return user
+        real = mask.to(content.dtype).unsqueeze(-1)  # [B, L, 1]
+        mean = F.normalize((F.normalize(content, dim=-1) * real).sum(dim=1), dim=-1)  # [B, D]
+        return torch.cat([user, self.config.content_blend * mean], dim=-1)
+
+    def served_item(self, content: torch.Tensor, id_vecs: torch.Tensor | None = None) -> torch.Tensor:
+        """Item vectors as served: ``content`` [B, D] -> [B, vector_dim] (:meth:`item_tower`,
+        then the normalised content)."""
+        item = self.item_tower(content, id_vecs)
+        if not self.config.content_blend:
+            return item
+        return torch.cat([item, F.normalize(content, dim=-1)], dim=-1)

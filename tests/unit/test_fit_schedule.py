@@ -123,4 +123,8 @@ def test_a_refit_gets_the_validated_path_and_what_is_left_of_the_budget():
     cfg = TrainConfig().override(max_minutes=10)
     again = fit_module.refit_config(cfg, {"train_seconds": 240.0, "path": [[600, 1.0], [200, 0.09]]})
     assert again.offline.refit_path == ((600, 1.0), (200, 0.09)) and again.offline.max_minutes == 6
+    assert again.offline.content_blends == (0.0,)  # a run without a blend report: none
+    blended = fit_module.refit_config(cfg, {"train_seconds": 240.0, "path": [[600, 1.0]],
+                                            "content_blend": {"chosen": 0.3}})
+    assert blended.offline.content_blends == (0.3,)  # the validated run's weight, not a new choice
     assert fit_module.refit_config(cfg, {"train_seconds": 600.0, "path": [[600, 1.0]]}) is None

@@ -118,3 +118,30 @@ def test_a_whitened_model_exports_its_whitening(tmp_path):
         users = model.user_tower(torch.from_numpy(content), torch.from_numpy(mask)).numpy()
     assert np.abs(_loaded(out).item_vectors(catalogue[:6]) - items).max() <= 1e-4
     assert np.abs(_loaded(out).user_vectors(content, mask) - users).max() <= 1e-4
+
+
+def test_a_blended_model_exports_its_served_vectors(tmp_path):
+    """With a content blend the towers export the served vectors: the towers' output, then the
+    content part; their dot products are what the offline scorer ranks by."""
+    torch.manual_seed(3)
+    model = LearnModel(LearnConfig(content_dim=20, model_dim=32, output_dim=16, max_len=10, id_rows=4,
+                                   content_blend=0.4)).eval()
+    with torch.no_grad():
+        model.id_table.normal_()
+    out = tmp_path / new_version_id()
+    meta = export_version(model, out, {"encoder": "tiny"}, id_items=ID_ITEMS)
+    assert (meta["output_dim"], meta["content_blend"]) == (16 + 20, 0.4)
+    rng = np.random.default_rng(4)
+    content, mask = rng.standard_normal((3, 5, 20)).astype(np.float32), np.ones((3, 5), dtype=np.int64)
+    mask[0, 2:] = 0
+    names = [["a", "new", "b", "c", "d"]] * 3
+    items = rng.standard_normal((6, 20)).astype(np.float32)
+    item_names = ["a", "b", "new", "c", "d", "new"]
+    with torch.no_grad():
+        ids = torch.stack([_id_vectors(model, row) for row in names])
+        users = model.served_user(torch.from_numpy(content), torch.from_numpy(mask), ids).numpy()
+        vectors = model.served_item(torch.from_numpy(items), _id_vectors(model, item_names)).numpy()
+    version = _loaded(out)
+    assert np.abs(version.user_vectors(content, mask, names) - users).max() <= 1e-4
+    assert np.abs(version.item_vectors(items, item_names) - vectors).max() <= 1e-4
+

@@ -112,3 +112,23 @@ def test_checkpoint_round_trip(tmp_path):
     x, rows = torch.randn(2, 12), torch.tensor([5, -1])
     assert torch.equal(loaded.item_tower(x, loaded.id_vectors(rows)), model.item_tower(x, model.id_vectors(rows)))
     assert not list(tmp_path.joinpath("sub").glob("*.tmp"))
+
+
+def test_served_vectors_add_the_weighted_content_cosine_to_the_towers_score():
+    """served_user . served_item = user_tower . item_tower + w * cosine(normalised mean of the
+    history's normalised content, the item's content), computed by hand; w = 0 serves the towers."""
+    torch.manual_seed(5)
+    model = LearnModel(LearnConfig(content_dim=12, model_dim=16, output_dim=8, content_blend=0.3)).eval()
+    history, mask = torch.randn(2, 4, 12), torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    items = torch.randn(5, 12)
+    with torch.no_grad():
+        served = model.served_user(history, mask) @ model.served_item(items).T
+        towers = model.user_tower(history, mask) @ model.item_tower(items).T
+    assert model.vector_dim == 8 + 12
+    for b, n in enumerate((2, 4)):
+        mean = torch.stack([h / h.norm() for h in history[b, :n]]).mean(0)
+        cosine = (items @ mean) / (items.norm(dim=1) * mean.norm())
+        assert torch.allclose(served[b], towers[b] + 0.3 * cosine, atol=1e-5)
+    model.config.content_blend = 0.0
+    assert model.vector_dim == 8
+    assert torch.equal(model.served_item(items), model.item_tower(items))

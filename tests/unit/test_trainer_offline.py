@@ -165,7 +165,8 @@ def test_train_offline_command(tmp_path):
     out = tmp_path / "models"
     assert main(["train", "offline", "--data", str(log), "--out", str(out), "--encoder",
                  str(tiny_model_dir), "--cache", str(tmp_path / "cache"), "--max-steps", "5",
-                 "--threads", "1", "--whiten-content", "--ema-decay", "0.99", "--refit"]) == 0
+                 "--threads", "1", "--whiten-content", "--ema-decay", "0.99", "--content-blends", "0,0.5",
+                 "--refit"]) == 0
     (version,) = [p for p in out.iterdir() if p.name.startswith("v")]
     meta = json.loads((version / "meta.json").read_text())
     assert meta["encoder"] == str(tiny_model_dir.resolve()) and meta["content_dim"] == 16
@@ -177,11 +178,16 @@ def test_train_offline_command(tmp_path):
     assert extra["refit"]["steps"] == 5
     assert [list(segment) for segment in extra["refit"]["train_config"]["offline"]["refit_path"]] == [[5, 1.0]]
     assert model.config.whiten_content and not torch.equal(model.content_whitening, torch.eye(16))
+    # the blend chosen on validation, carried into the refit, is what the version serves
+    assert extra["content_blend"]["validated"] and set(extra["content_blend"]["valid_ndcg@10"]) == {"0.0", "0.5"}
+    assert list(extra["refit"]["train_config"]["offline"]["content_blends"]) == [extra["content_blend"]["chosen"]]
+    assert meta["content_blend"] == model.config.content_blend == extra["content_blend"]["chosen"]
+    assert meta["output_dim"] == model.vector_dim
     x = np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32)
     ids = np.zeros((3, meta["id_dim"]), np.float32)
     sess = ort.InferenceSession(str(version / "item_tower.onnx"), providers=["CPUExecutionProvider"])
     with torch.no_grad():
-        want = model.item_tower(torch.from_numpy(x), torch.from_numpy(ids)).numpy()
+        want = model.served_item(torch.from_numpy(x), torch.from_numpy(ids)).numpy()
     assert np.abs(sess.run(None, {"content": x, "id_embedding": ids})[0] - want).max() <= 1e-4
 
 
