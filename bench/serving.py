@@ -1,7 +1,8 @@
 """Serving benchmark: HTTP latency under open-loop load, against the in-process floor.
 
 ``python -m bench.serving`` (loopback only, about 3 minutes) uses the configured Redis under a
-fresh key prefix that is deleted afterwards:
+fresh key prefix that is deleted afterwards (``--content-blend W``: a version with the content
+blend of docs/MODEL.md, its vectors ``output_dim + content_dim`` wide):
 
 1. fills Redis with a catalogue of random L2-normalised item vectors ``[output_dim]``, user
    histories and content embeddings ``[content_dim]`` of the items in them, and a model version whose user tower is
@@ -63,7 +64,8 @@ def fill(settings: Settings, args: argparse.Namespace) -> str:
     client = make_redis(settings)
     keys = RedisKeys.from_settings(settings)
     # a hybrid model with an ID row for every item: the request path looks rows up as it would
-    torch_model = LearnModel(LearnConfig(content_dim=args.content_dim, output_dim=args.output_dim, id_rows=args.items))
+    torch_model = LearnModel(LearnConfig(content_dim=args.content_dim, output_dim=args.output_dim, id_rows=args.items,
+                                         content_blend=args.content_blend))
     version = f"v{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-bench0"
     export_version(torch_model, settings.versions.model_dir / version, {"encoder": "bench-random"},
                    [f"item-{n}" for n in range(args.items)])
@@ -83,7 +85,7 @@ def fill(settings: Settings, args: argparse.Namespace) -> str:
         pipe.execute()
     for start in range(0, args.items, FILL_BATCH):
         ids = [f"item-{n}" for n in range(start, min(start + FILL_BATCH, args.items))]
-        vectors = _unit(rng.standard_normal((len(ids), args.output_dim)))
+        vectors = _unit(rng.standard_normal((len(ids), torch_model.vector_dim)))
         client.hset(keys.vectors(version), mapping={i: v.tobytes() for i, v in zip(ids, vectors, strict=True)})
     ModelRegistry.from_settings(settings, client).register(settings.versions.model_dir / version)
     client.set(keys.model_current(), version)
@@ -174,6 +176,8 @@ def run(args: argparse.Namespace) -> dict:
         "users": args.users,
         "content_dim": args.content_dim,
         "output_dim": args.output_dim,
+        "content_blend": args.content_blend,
+        "vector_dim": args.output_dim + (args.content_dim if args.content_blend else 0),
         "index": "hnsw" if args.items >= settings.serving.exact_below else "exact",
         "duration_s_per_rate": args.duration_s,
         "cpus": os.cpu_count(),
@@ -200,6 +204,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--content-dim", type=int, default=384, help="all-MiniLM-L6-v2's width")
     parser.add_argument("--output-dim", type=int, default=64)
+    parser.add_argument("--content-blend", type=float, default=0.0,
+                        help="a version with the content blend: vectors output_dim + content_dim wide")
     parser.add_argument("--rates", type=int, nargs="+", default=list(RATES))
     parser.add_argument("--duration-s", type=float, default=20.0, help="per rate")
     parser.add_argument("--warmup-s", type=float, default=10.0)
