@@ -82,7 +82,9 @@ class Recommender:
             return Answer(answer.version, answer.source, answer.items, unknown)
 
     async def similar(self, item_id: str, k: int, item_filter: ItemFilter = NO_FILTER) -> Answer:
-        """The items nearest to ``item_id`` in the current version; raises :class:`UnknownItems`."""
+        """The items nearest to ``item_id`` in the current version (inner product of the served
+        item vectors: with a content blend, the towers' cosine plus the content cosine); raises
+        :class:`UnknownItems`."""
         with self._holder.pin_current() as version:
             vector = version.index.vector(item_id)
             if vector is None:
