@@ -2,9 +2,10 @@
 
 Item vectors have one norm across a version (1; sqrt(2) with a content blend, whose second part
 is the normalised content: :meth:`learnrec.shared.model.towers.LearnModel.served_item`), so the
-inner product ranks as the cosine does; it is the score returned. Every item id gets a row (its hnswlib label) in insertion order; an upsert of a known id
-overwrites its row; a removed item keeps its row, marked removed (and deleted in the graph) until
-an upsert brings it back. The rows are kept as a dense float32 matrix ``[n, dim]``:
+inner product ranks as the cosine does; it is the score returned. Every item id gets a row (its
+hnswlib label) in insertion order; an upsert of a known id overwrites its row; a removed item
+keeps its row, marked removed (and deleted in the graph) until an upsert brings it back. The rows
+are kept as a dense float32 matrix ``[n, dim]``:
 
 - below ``exact_below`` items, searches are exact (one matrix-vector product);
 - from there on an HNSW graph (hnswlib, inner product space) is built once, in a background

@@ -80,6 +80,11 @@ class LearnConfig:
         return asdict(self)
 
     @property
+    def vector_dim(self) -> int:
+        """Width of the served vectors: ``output_dim``, plus ``content_dim`` with a content blend."""
+        return self.output_dim + (self.content_dim if self.content_blend else 0)
+
+    @property
     def uses_ids(self) -> bool:
         return self.item_ids != "none"
 
@@ -261,8 +266,8 @@ class LearnModel(nn.Module):
 
     @property
     def vector_dim(self) -> int:
-        """Width of the served vectors: ``output_dim``, plus ``content_dim`` with a content blend."""
-        return self.config.output_dim + (self.config.content_dim if self.config.content_blend else 0)
+        """Width of the served vectors (:attr:`LearnConfig.vector_dim`)."""
+        return self.config.vector_dim
 
     def served_user(self, content: torch.Tensor, mask: torch.Tensor,
                     id_vecs: torch.Tensor | None = None) -> torch.Tensor:
