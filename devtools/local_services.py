@@ -94,7 +94,7 @@ class LocalServices:
         except ProcessLookupError:
             pass
         for _ in range(100):
-            if not _alive(pid):
+            if not process_alive(pid):
                 break
             time.sleep(0.1)
         else:
@@ -133,33 +133,11 @@ class LocalServices:
 
     # ------------------------------------------------------------------ kafka
     def _start_kafka(self) -> None:
-        jars = self.fetch_kafka_jars()
-        java = shutil.which("java")
-        if java is None:
-            raise ServiceError("java (17 or newer) is required to run Kafka locally")
         data = self.root / "kafka-data"
         config = self.root / "server.properties"
         config.write_text(self._server_properties(data))
-        log4j = self.root / "log4j2.properties"
-        log4j.write_text(_LOG4J2_CONFIG.replace("@LOG@", str(self.root / "kafka.log")))
-        classpath = f"{jars}/*"
-        if not (data / "meta.properties").exists():
-            result = subprocess.run(
-                [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-                 f"--cluster-id={new_kafka_cluster_id()}", "-c", str(config),
-                 "--standalone", "--ignore-formatted"],
-                capture_output=True, text=True,
-            )
-            if result.returncode != 0:
-                raise ServiceError(f"formatting Kafka storage failed: {result.stderr or result.stdout}")
-        out = open(self.root / "kafka.out", "ab")
-        process = subprocess.Popen(
-            [java, f"-Xmx{self.settings.local.kafka_heap}", f"-Xms{self.settings.local.kafka_heap}",
-             "-XX:+UseG1GC", f"-Dlog4j2.configurationFile={log4j}",
-             "-cp", classpath, "kafka.Kafka", str(config)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        process = start_kafka_node(self, config, data, self.root / "kafka", cluster_id=new_kafka_cluster_id(),
+                                   standalone=True)
         (self.root / "kafka.pid").write_text(str(process.pid))
 
     def fetch_kafka_jars(self) -> Path:
@@ -187,28 +165,10 @@ class LocalServices:
         return jars
 
     def _server_properties(self, data: Path) -> str:
-        s = self.settings
-        return "\n".join([
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.bootstrap.servers=127.0.0.1:{s.local.kafka_controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{s.local.kafka_port},CONTROLLER://127.0.0.1:{s.local.kafka_controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.local.kafka_port}",
-            "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT",
-            f"log.dirs={data}",
-            "num.partitions=4",
-            "offsets.topic.replication.factor=1",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            "group.initial.rebalance.delay.ms=0",
-            "auto.create.topics.enable=true",
-            "log.retention.hours=168",
-            "",
-        ])
+        local = self.settings.local
+        return kafka_properties(
+            1, local.kafka_port, local.kafka_controller_port, data,
+            quorum=f"controller.quorum.bootstrap.servers=127.0.0.1:{local.kafka_controller_port}", replicas=1)
 
     # ------------------------------------------------------------------ helpers
     def _pid(self, name: str) -> int | None:
@@ -220,9 +180,73 @@ class LocalServices:
 
     def _check_alive(self) -> None:
         pid = self._pid("kafka")
-        if pid is not None and not _alive(pid):
+        if pid is not None and not process_alive(pid):
             tail = (self.root / "kafka.out").read_text(errors="replace")[-3000:]
             raise ServiceError(f"Kafka exited during start-up:\n{tail}")
+
+
+def start_kafka_node(services: LocalServices, config: Path, data: Path, logs: Path, *, cluster_id: str,
+                     standalone: bool) -> subprocess.Popen:
+    """Format ``data`` (once: a formatted folder is kept) for ``cluster_id`` and start the node
+    ``config`` describes, detached; its output goes to ``{logs}.out`` and its log to
+    ``{logs}.log``. ``standalone``: a one-node dynamic quorum (else the config names the voters)."""
+    jars = services.fetch_kafka_jars()
+    java = shutil.which("java")
+    if java is None:
+        raise ServiceError("java (17 or newer) is required to run Kafka locally")
+    classpath = f"{jars}/*"
+    log4j = logs.with_name(f"{logs.name}-log4j2.properties")
+    log4j.write_text(_LOG4J2_CONFIG.replace("@LOG@", str(logs.with_name(f"{logs.name}.log"))))
+    if not (data / "meta.properties").exists():
+        result = subprocess.run(
+            [java, "-cp", classpath, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+             "-c", str(config), *(["--standalone"] if standalone else []), "--ignore-formatted"],
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise ServiceError(f"formatting Kafka storage failed: {result.stderr or result.stdout}")
+    heap = services.settings.local.kafka_heap
+    with open(logs.with_name(f"{logs.name}.out"), "ab") as out:
+        return subprocess.Popen(
+            [java, f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", f"-Dlog4j2.configurationFile={log4j}",
+             "-cp", classpath, "kafka.Kafka", str(config)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+
+
+def kafka_properties(node_id: int, port: int, controller_port: int, data: Path, *, quorum: str,
+                     replicas: int) -> str:
+    """``server.properties`` of a KRaft node that is broker and controller on 127.0.0.1.
+
+    ``quorum``: the line naming the controllers (a dynamic quorum's
+    ``controller.quorum.bootstrap.servers``, or a static ``controller.quorum.voters``);
+    ``replicas``: the replication factor of the broker's internal topics and of topics created
+    without one, whose ``min.insync.replicas`` is one less (at least 1), so a node may be lost.
+    """
+    min_isr = max(1, replicas - 1)
+    return "\n".join([
+        "process.roles=broker,controller",
+        f"node.id={node_id}",
+        quorum,
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name=PLAINTEXT",
+        f"log.dirs={data}",
+        "num.partitions=4",
+        f"default.replication.factor={replicas}",
+        f"min.insync.replicas={min_isr}",
+        f"offsets.topic.replication.factor={replicas}",
+        f"transaction.state.log.replication.factor={replicas}",
+        f"transaction.state.log.min.isr={min_isr}",
+        f"share.coordinator.state.topic.replication.factor={replicas}",
+        f"share.coordinator.state.topic.min.isr={min_isr}",
+        "group.initial.rebalance.delay.ms=0",
+        "auto.create.topics.enable=true",
+        "log.retention.hours=168",
+        "",
+    ])
 
 
 def new_kafka_cluster_id() -> str:
@@ -237,7 +261,7 @@ def new_kafka_cluster_id() -> str:
             return cluster_id
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -1,11 +1,14 @@
 """``python -m devtools.services up|down|status|env``: local Kafka and Redis for development and
-tests (``up`` and ``env`` print the ``export`` lines that point learnrec at them)."""
+tests (``up`` and ``env`` print the ``export`` lines that point learnrec at them).
+``cluster-up|cluster-down``: a three-node Kafka cluster instead of the single broker
+(:mod:`devtools.kafka_cluster`; ``cluster-up`` prints its ``export`` lines)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from devtools.kafka_cluster import LocalKafkaCluster
 from devtools.local_services import LocalServices, ServiceError
 from learnrec.shared.config import get_settings
 from learnrec.shared.logs import setup_logging
@@ -13,7 +16,7 @@ from learnrec.shared.logs import setup_logging
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.services", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down", "status", "env"])
+    parser.add_argument("action", choices=["up", "down", "status", "env", "cluster-up", "cluster-down"])
     args = parser.parse_args(argv)
     setup_logging()
     services = LocalServices(get_settings())
@@ -23,6 +26,13 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(services.env_lines()))
         elif args.action == "down":
             services.down()
+            print("stopped")
+        elif args.action == "cluster-up":
+            cluster = LocalKafkaCluster.from_settings(services.settings)
+            cluster.up()
+            print("\n".join(cluster.env_lines()))
+        elif args.action == "cluster-down":
+            LocalKafkaCluster.from_settings(services.settings).down()
             print("stopped")
         elif args.action == "env":
             print("\n".join(services.env_lines()))

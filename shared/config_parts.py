@@ -58,6 +58,10 @@ class LocalServicesSettings(BaseSettings):
     kafka_port: int = 19092
     kafka_controller_port: int = 19093
     kafka_heap: str = "512m"
+    # The three-node cluster of devtools/kafka_cluster.py: node n's broker and controller ports
+    # are these plus n - 1.
+    kafka_cluster_port: int = 19191
+    kafka_cluster_controller_port: int = 19291
     redis_port: int = 16379
 
 

@@ -10,7 +10,9 @@ training steps) between polls:
   partitions move quickly.
 - producers use ``acks=all`` and idempotence (set explicitly: kafka-python 2.x does not default
   to them), so a retried send never writes a duplicate; ``linger_ms`` 5 trades a few ms of
-  latency for batching.
+  latency for batching. A send is retried until ``delivery_timeout_ms`` (120 s) has passed, not
+  a number of times: a broker that dies takes the cluster some seconds to replace as its
+  partitions' leader (tests/integration/test_kafka_cluster.py), and no send may fail meanwhile.
 - a consumer subscribes only once the broker reports every partition of its topics
   (:func:`wait_for_partitions`): a member that joins its group before a new topic's metadata is
   known is assigned nothing and waits for a metadata refresh before it rebalances.
@@ -68,7 +70,7 @@ def make_producer(settings: Settings, **overrides: object) -> KafkaProducer:
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,
-        "retries": 5,
+        "delivery_timeout_ms": 120_000,
         "request_timeout_ms": 30_000,
         "client_id": "learnrec-producer",
         **kafka_security(settings),

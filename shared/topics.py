@@ -5,6 +5,11 @@
 - ``interactions``: interaction events, key = user_id (one user's events stay in order).
 - ``dead-letter``: events that failed validation or processing; value = the original bytes,
   headers = reason and source coordinates (see :mod:`learnrec.shared.dead_letter`).
+
+None of them may lose an acknowledged event: each is created with ``LEARNREC_REPLICATION_FACTOR``
+replicas and ``min.insync.replicas`` one less (at least 1; 2 of 3 on a three-broker cluster), so
+an ``acks=all`` write is on two brokers before it is acknowledged and writes go on while one
+broker is down.
 """
 
 from __future__ import annotations
@@ -42,15 +47,16 @@ def group_name(settings: Settings, base: str) -> str:
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic the system uses, with its per-topic configuration."""
+    durable = {"min.insync.replicas": str(max(1, settings.connection.replication_factor - 1))}
     return [
         TopicSpec(
             topic_name(settings, ITEMS),
-            {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000", **durable},
         ),
-        TopicSpec(topic_name(settings, INTERACTIONS), {"cleanup.policy": "delete"}),
+        TopicSpec(topic_name(settings, INTERACTIONS), {"cleanup.policy": "delete", **durable}),
         # Dead letters are kept for two weeks: long enough for someone to look and replay.
         TopicSpec(
             topic_name(settings, DEAD_LETTER),
-            {"cleanup.policy": "delete", "retention.ms": str(14 * 24 * 3600 * 1000)},
+            {"cleanup.policy": "delete", "retention.ms": str(14 * 24 * 3600 * 1000), **durable},
         ),
     ]
