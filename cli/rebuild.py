@@ -32,5 +32,5 @@ def run(args: argparse.Namespace) -> int:
             batch = []
     if batch:
         deleted += client.delete(*batch)
-    print(f"deleted {deleted} keys under {settings.connection.redis_prefix}:*; the stream workers rebuild them from the logs")
+    print(f"deleted {deleted} keys under {keys.pattern_all()}; the stream workers rebuild them from the logs")
     return 0

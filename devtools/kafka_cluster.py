@@ -1,6 +1,6 @@
 """A local Kafka cluster: three KRaft nodes on 127.0.0.1, each a broker and a controller.
 
-``python -m devtools.services cluster-up|cluster-down``. The nodes form a static controller
+``python -m devtools.services kafka-cluster-up|kafka-cluster-down``. The nodes form a static controller
 quorum (``controller.quorum.voters``), so the metadata survives the loss of any one node; the
 internal topics and topics created without a replication factor get three replicas and
 ``min.insync.replicas`` 2 (:func:`devtools.local_services.kafka_properties`): with ``acks=all``

@@ -1,7 +1,9 @@
 """``python -m devtools.services up|down|status|env``: local Kafka and Redis for development and
 tests (``up`` and ``env`` print the ``export`` lines that point learnrec at them).
-``cluster-up|cluster-down``: a three-node Kafka cluster instead of the single broker
-(:mod:`devtools.kafka_cluster`; ``cluster-up`` prints its ``export`` lines)."""
+``kafka-cluster-up|kafka-cluster-down``: a three-node Kafka cluster instead of the single broker
+(:mod:`devtools.kafka_cluster`), ``redis-cluster-up|redis-cluster-down``: a Redis Cluster of three
+masters and three replicas instead of the single Redis (:mod:`devtools.redis_cluster`); each ``-up``
+prints its ``export`` lines."""
 
 from __future__ import annotations
 
@@ -10,13 +12,15 @@ import sys
 
 from devtools.kafka_cluster import LocalKafkaCluster
 from devtools.local_services import LocalServices, ServiceError
+from devtools.redis_cluster import LocalRedisCluster
 from learnrec.shared.config import get_settings
 from learnrec.shared.logs import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.services", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down", "status", "env", "cluster-up", "cluster-down"])
+    parser.add_argument("action", choices=["up", "down", "status", "env", "kafka-cluster-up",
+                                           "kafka-cluster-down", "redis-cluster-up", "redis-cluster-down"])
     args = parser.parse_args(argv)
     setup_logging()
     services = LocalServices(get_settings())
@@ -27,12 +31,19 @@ def main(argv: list[str] | None = None) -> int:
         elif args.action == "down":
             services.down()
             print("stopped")
-        elif args.action == "cluster-up":
+        elif args.action == "kafka-cluster-up":
             cluster = LocalKafkaCluster.from_settings(services.settings)
             cluster.up()
             print("\n".join(cluster.env_lines()))
-        elif args.action == "cluster-down":
+        elif args.action == "kafka-cluster-down":
             LocalKafkaCluster.from_settings(services.settings).down()
+            print("stopped")
+        elif args.action == "redis-cluster-up":
+            redis_cluster = LocalRedisCluster.from_settings(services.settings)
+            redis_cluster.up()
+            print("\n".join(redis_cluster.env_lines()))
+        elif args.action == "redis-cluster-down":
+            LocalRedisCluster.from_settings(services.settings).down()
             print("stopped")
         elif args.action == "env":
             print("\n".join(services.env_lines()))

@@ -6,8 +6,6 @@ starts loading, so every vector written during a load reaches the new index.
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
-
 from learnrec.serving.content_cache import ContentCache
 from learnrec.serving.metrics import ServingMetrics
 from learnrec.serving.popular import PopularItems
@@ -15,7 +13,7 @@ from learnrec.serving.recommender import Recommender
 from learnrec.serving.updates import UpdateTailer
 from learnrec.serving.versions import ServingVersion, VersionHolder, VersionManager
 from learnrec.shared.config import Settings
-from learnrec.shared.redis_client import make_redis, redis_security
+from learnrec.shared.redis_client import make_async_redis, make_redis
 from learnrec.shared.redis_keys import RedisKeys
 
 
@@ -30,9 +28,7 @@ class ServingService:
         self.metrics = ServingMetrics(self.holder, self.cache)
         # The blocking XREAD and the loaders get their own connections (clients are pools).
         self._sync_redis = make_redis(settings)
-        self._async_redis = aioredis.Redis.from_url(
-            settings.connection.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0, **redis_security(settings)
-        )
+        self._async_redis = make_async_redis(settings, timeout_s=2.0)
         self.popular = PopularItems(settings, self._sync_redis)
         self.tailer = UpdateTailer(settings, self._sync_redis, self.holder, self.cache.invalidate)
         self.manager = VersionManager(settings, self._sync_redis, self.holder, self._swapped)

@@ -29,6 +29,9 @@ class ConnectionSettings(BaseSettings):
     redis_prefix: str = "learnrec"
     partitions: int = Field(default=4, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
+    # REDIS_URL names one node of a Redis Cluster: the client follows the cluster's slot map, and
+    # every key of the deployment shares one hash tag (shared/redis_keys.py).
+    redis_cluster: bool = False
     # Credentials and TLS, passed to every Kafka and Redis client (shared/kafka_io.py,
     # shared/redis_client.py). Passwords are SecretStr: never in logs or reprs.
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -62,6 +65,8 @@ class LocalServicesSettings(BaseSettings):
     # are these plus n - 1.
     kafka_cluster_port: int = 19191
     kafka_cluster_controller_port: int = 19291
+    # The Redis Cluster of devtools/redis_cluster.py: six nodes from this port on.
+    redis_cluster_port: int = 17001
     redis_port: int = 16379
 
 

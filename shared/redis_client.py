@@ -1,8 +1,10 @@
-"""Redis connection factory."""
+"""Redis connection factory: one server, or a Redis Cluster (``LEARNREC_REDIS_CLUSTER``)."""
 
 from __future__ import annotations
 
 import redis
+import redis.asyncio as aioredis
+from redis.cluster import RedisCluster
 
 from learnrec.shared.config import Settings
 
@@ -26,15 +28,24 @@ def make_redis(settings: Settings) -> redis.Redis:
     """A client on ``settings.connection.redis_url`` returning raw bytes (vectors are stored as bytes).
 
     The timeouts are short because Redis is on the request path of serving: a slow Redis should
-    fail a request, not hang it.
+    fail a request, not hang it. With ``redis_cluster`` the URL is any node of a Redis Cluster
+    and the client (redis-py's ``RedisCluster``, the same commands) sends each command to the
+    master of its key's slot, following the cluster through a failover.
     """
-    return redis.Redis.from_url(
-        settings.connection.redis_url,
-        socket_timeout=5.0,
-        socket_connect_timeout=5.0,
-        health_check_interval=30,
-        **redis_security(settings),
-    )
+    options = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0, "health_check_interval": 30,
+               **redis_security(settings)}
+    if settings.connection.redis_cluster:
+        return RedisCluster.from_url(settings.connection.redis_url, **options)  # type: ignore[return-value]
+    return redis.Redis.from_url(settings.connection.redis_url, **options)
+
+
+def make_async_redis(settings: Settings, timeout_s: float) -> aioredis.Redis:
+    """An asyncio client on the same server or cluster as :func:`make_redis`, with ``timeout_s``
+    for connecting and for every reply."""
+    options = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s, **redis_security(settings)}
+    if settings.connection.redis_cluster:
+        return aioredis.RedisCluster.from_url(settings.connection.redis_url, **options)  # type: ignore[return-value]
+    return aioredis.Redis.from_url(settings.connection.redis_url, **options)
 
 
 def redis_answers(url: str) -> bool:

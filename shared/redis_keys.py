@@ -1,7 +1,8 @@
 """The one place that owns Redis key names.
 
 All keys live under the configured prefix (``LEARNREC_REDIS_PREFIX``, default ``learnrec``) so
-several deployments, or tests, can share a server. Layout:
+several deployments, or tests, can share a server; on a Redis Cluster (``LEARNREC_REDIS_CLUSTER``)
+the prefix is a hash tag, ``{learnrec}``, and ``{p}`` below stands for that. Layout:
 
 ==================================  =========  ===================================================
 key                                 type       holds
@@ -54,7 +55,11 @@ class RedisKeys:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisKeys:
-        return cls(settings.connection.redis_prefix)
+        """On a Redis Cluster the prefix is a hash tag (``{learnrec}``): every key of the
+        deployment is in one slot, so each script and transaction, which touch several keys,
+        runs on one master."""
+        prefix = settings.connection.redis_prefix
+        return cls(f"{{{prefix}}}" if settings.connection.redis_cluster else prefix)
 
     def item(self, item_id: str) -> str:
         return f"{self.prefix}:item:{item_id}"

@@ -66,7 +66,7 @@ class ItemStore:
         """Store ``changed`` items with vectors under every active version, and give each
         ``unchanged_ids`` item (stored already, same text) a vector under any active version it
         lacks one for. All or nothing; retried while the active versions move."""
-        with self.redis.pipeline() as pipe:
+        with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
                     versions = self.towers.registry.watch_active(pipe)
@@ -89,7 +89,7 @@ class ItemStore:
         gone = deleted + unavailable
         if not gone:
             return
-        with self.redis.pipeline() as pipe:
+        with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
                     versions = self.towers.registry.watch_all(pipe)

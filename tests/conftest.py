@@ -52,10 +52,11 @@ def settings(kafka_bootstrap: str, redis_url: str, isolated_prefix: str, tmp_pat
 def redis_client(settings: Settings):
     """A Redis client; every key under this test's prefix is deleted afterwards."""
     from learnrec.shared.redis_client import make_redis
+    from learnrec.shared.redis_keys import RedisKeys
 
     client = make_redis(settings)
     yield client
-    keys = list(client.scan_iter(match=f"{settings.connection.redis_prefix}:*", count=1000))
+    keys = list(client.scan_iter(match=RedisKeys.from_settings(settings).pattern_all(), count=1000))
     if keys:
         client.delete(*keys)
     client.close()

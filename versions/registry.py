@@ -224,7 +224,7 @@ class ModelRegistry:
 
     def finish_publish(self, version: str) -> None:
         """Step 3: make ``version`` current and stop preparing it, atomically."""
-        with self.redis.pipeline() as pipe:
+        with self.redis.pipeline(transaction=True) as pipe:
             pipe.watch(self.keys.model_preparing())
             if not pipe.sismember(self.keys.model_preparing(), version):
                 raise VersionError(f"model version {version!r} is not being published (aborted?)")

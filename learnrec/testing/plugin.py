@@ -69,6 +69,7 @@ def learnrec_settings(learnrec_servers: tuple[str, str], tmp_path):
 def learnrec(learnrec_settings):
     """A running learnrec for this test; stopped, and its Redis keys deleted, afterwards."""
     from learnrec.shared.redis_client import make_redis
+    from learnrec.shared.redis_keys import RedisKeys
     from learnrec.testing.stack import LearnrecStack
 
     stack = LearnrecStack(learnrec_settings).start()
@@ -79,6 +80,7 @@ def learnrec(learnrec_settings):
             stack.stop()
         finally:
             with make_redis(learnrec_settings) as redis:
-                keys = list(redis.scan_iter(match=f"{learnrec_settings.connection.redis_prefix}:*", count=1000))
+                keys = list(redis.scan_iter(match=RedisKeys.from_settings(learnrec_settings).pattern_all(),
+                                            count=1000))
                 if keys:
                     redis.delete(*keys)

@@ -20,4 +20,4 @@ def test_vectors_and_histories_round_trip(settings, redis_client):
     redis_client.rpush(keys.history("u1"), "a", "b", "c")
     redis_client.ltrim(keys.history("u1"), -2, -1)
     assert redis_client.lrange(keys.history("u1"), 0, -1) == [b"b", b"c"]
-    assert all(k.decode().startswith(settings.connection.redis_prefix + ":") for k in redis_client.scan_iter(match=keys.pattern_all()))
+    assert all(k.decode().startswith(keys.prefix + ":") for k in redis_client.scan_iter(match=keys.pattern_all()))
