@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from devtools.local_services import ServiceError, process_alive
 from learnrec.shared.config import Settings
@@ -120,12 +122,19 @@ class LocalRedisCluster:
         return [port for port in self.ports if self._answers(port) and self._role(port) == "master"]
 
     def healthy(self) -> bool:
-        """Every running node says ``cluster_state:ok`` and three masters serve the slots."""
+        """Every running node says ``cluster_state:ok``, three masters serve the slots, and every
+        replica's link to its master is up (its first sync done: a replica that never synced
+        cannot take its master's place)."""
         running = [port for port in self.ports if self.pid(port) is not None]
-        return all(self._cluster_ok(port) for port in running) and len(self.masters()) == NODES // 2
+        if not all(self._cluster_ok(port) for port in running) or len(self.masters()) != NODES // 2:
+            return False
+        replicas = [self._client(port).info("replication") for port in running if port not in self.masters()]
+        return all(info.get("master_link_status") == "up" for info in replicas)
 
     def _client(self, port: int) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, socket_connect_timeout=2)
+        # no retries: a node that does not answer is reported at once
+        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, socket_connect_timeout=2,
+                           retry=Retry(NoBackoff(), 0))
 
     def _answers(self, port: int) -> bool:
         try:

@@ -32,6 +32,10 @@ class ConnectionSettings(BaseSettings):
     # REDIS_URL names one node of a Redis Cluster: the client follows the cluster's slot map, and
     # every key of the deployment shares one hash tag (shared/redis_keys.py).
     redis_cluster: bool = False
+    # On a Redis Cluster, the stream workers wait until this many replicas hold a batch's writes
+    # before they commit its offsets (0: they do not wait), so a master's failover loses nothing.
+    redis_wait_replicas: int = Field(default=1, ge=0)
+    redis_wait_timeout_ms: int = Field(default=2000, ge=1)
     # Credentials and TLS, passed to every Kafka and Redis client (shared/kafka_io.py,
     # shared/redis_client.py). Passwords are SecretStr: never in logs or reprs.
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

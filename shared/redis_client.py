@@ -48,6 +48,48 @@ def make_async_redis(settings: Settings, timeout_s: float) -> aioredis.Redis:
     return aioredis.Redis.from_url(settings.connection.redis_url, **options)
 
 
+class ReplicasBehind(redis.RedisError):
+    """Writes that a master acknowledged have not reached its replicas in time (the master may
+    have no replica left after a failover): the caller must not treat them as durable yet."""
+
+
+def wait_for_replicas(client: redis.Redis, key: str, replicas: int, timeout_ms: int) -> None:
+    """A replication barrier: returns once every write made so far to the master of ``key``'s
+    slot (by any connection) is on ``replicas`` of its replicas; raises :class:`ReplicasBehind`
+    after ``timeout_ms``.
+
+    Redis replicates asynchronously: a master that dies right after a write may take it along,
+    and its promoted replica never saw it. ``WAIT`` counts from its own connection's last write,
+    and a master has one replication stream, so one increment of ``key`` followed by ``WAIT`` on
+    the same connection covers every earlier write to that master.
+    """
+    node = client.get_redis_connection(client.get_node_from_key(key)) if isinstance(client, RedisCluster) else client
+    with node.pipeline(transaction=False) as pipe:
+        pipe.incr(key)
+        pipe.execute_command("WAIT", replicas, timeout_ms)
+        _, acknowledged = pipe.execute()
+    if acknowledged < replicas:
+        raise ReplicasBehind(f"{acknowledged} of {replicas} replicas acknowledged the writes within {timeout_ms} ms")
+
+
+class ReplicationBarrier:
+    """``barrier()`` waits (:func:`wait_for_replicas`) on a Redis Cluster when
+    ``redis_wait_replicas`` > 0, and does nothing on a single server."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        from learnrec.shared.redis_keys import RedisKeys
+
+        self._client = client
+        self._key = RedisKeys.from_settings(settings).replicated()
+        connection = settings.connection
+        self.replicas = connection.redis_wait_replicas if connection.redis_cluster else 0
+        self._timeout_ms = connection.redis_wait_timeout_ms
+
+    def __call__(self) -> None:
+        if self.replicas:
+            wait_for_replicas(self._client, self._key, self.replicas, self._timeout_ms)
+
+
 def redis_answers(url: str) -> bool:
     """True when a Redis server at ``url`` answers PING."""
     try:

@@ -37,6 +37,8 @@ key                                 type       holds
                                                it was replayed under
 ``{p}:model:force-publish``         string     set by an operator: the trainer's next version
                                                is published whatever the gate says
+``{p}:replicated``                  string     a counter the replication barrier increments
+                                               (on a Redis Cluster: shared/redis_client.py)
 ==================================  =========  ===================================================
 """
 
@@ -126,6 +128,9 @@ class RedisKeys:
 
     def model_force_publish(self) -> str:
         return f"{self.prefix}:model:force-publish"
+
+    def replicated(self) -> str:
+        return f"{self.prefix}:replicated"
 
     def pattern_all(self) -> str:
         """A SCAN pattern matching every key of this prefix."""

@@ -19,7 +19,9 @@ most ``history_max_users`` users are kept (``{p}:history-users``, a zset by last
 past the cap the least recently active users' keys are deleted).
 
 Because the watermark and the effects are written by one script, a crash can never leave a
-record applied but not marked, or marked but not applied. The script writes only under the Redis
+record applied but not marked, or marked but not applied. On a Redis Cluster the handler returns
+(and the worker commits the offsets) only once a replica holds the batch's writes
+(:class:`~learnrec.shared.redis_client.ReplicationBarrier`): a master that fails over loses none. The script writes only under the Redis
 epoch the batch was read under (:mod:`learnrec.shared.rebuild`): after a wipe it refuses, and the worker
 replays its partitions from the beginning first. Items need not exist yet: the id is
 stored as is, the item may arrive later.
@@ -36,6 +38,7 @@ from prometheus_client import Counter
 
 from learnrec.shared.config import Settings
 from learnrec.shared.popularity import bucket_of
+from learnrec.shared.redis_client import ReplicationBarrier
 from learnrec.shared.redis_keys import RedisKeys
 from learnrec.shared.schemas import InteractionEvent
 from learnrec.shared.worker import Accepted, BatchResult
@@ -157,6 +160,7 @@ class HistoryHandler:
         # A bucket lives as long as the window that reads it, plus one bucket of slack.
         self.popularity_ttl_s = settings.stream.popularity_bucket_s * (settings.stream.popularity_window_buckets + 1)
         self._apply = client.register_script(_APPLY_BATCH)
+        self._replicated = ReplicationBarrier(client, settings)
 
     def __call__(self, batch: Sequence[Accepted[InteractionEvent]]) -> BatchResult:
         fields: dict[tuple[str, int], int] = {}  # (topic, partition) -> index from 1
@@ -176,6 +180,7 @@ class HistoryHandler:
                 self.popularity_ttl_s, max(buckets, default=0), self.keys.history(""),
                 self.keys.history_events(""), self._epoch() or "", payload]
         applied, redelivered, duplicate = (int(n) for n in self._apply(keys=keys, args=args))
+        self._replicated()  # on a Redis Cluster: on a replica too before the offsets are committed
         INTERACTIONS.labels("applied").inc(applied)
         INTERACTIONS.labels("redelivered").inc(redelivered)
         INTERACTIONS.labels("duplicate").inc(duplicate)

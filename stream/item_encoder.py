@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -105,9 +105,12 @@ def item_fields(event: ItemEvent, text: str, encoder_id: str) -> dict[str, str]:
 class ItemEncoderHandler:
     """The batch handler of the item encoder worker."""
 
-    def __init__(self, encoder: TextEncoder, store: ItemStore) -> None:
+    def __init__(self, encoder: TextEncoder, store: ItemStore, replicated: Callable[[], None] = lambda: None) -> None:
+        """``replicated()`` returns once the batch's writes are durable (on a Redis Cluster: on a
+        replica, :class:`~learnrec.shared.redis_client.ReplicationBarrier`)."""
         self.encoder = encoder
         self.store = store
+        self._replicated = replicated
 
     def __call__(self, batch: Sequence[Accepted[ItemEvent | ItemRemoved]]) -> BatchResult:
         newest: dict[str, ItemEvent | ItemRemoved] = {}
@@ -133,6 +136,7 @@ class ItemEncoderHandler:
         for item in changed:  # the producer's clock may run ahead of ours: never negative
             FRESHNESS_SECONDS.observe(max(0.0, written_at - latest[item.item_id].timestamp))
         self.store.remove(deleted, unavailable)
+        self._replicated()
         ITEMS.labels("encoded").inc(len(changed))
         ITEMS.labels("unchanged").inc(len(unchanged))
         ITEMS.labels("deleted").inc(len(deleted))

@@ -8,7 +8,7 @@ from learnrec.shared.config import Settings
 from learnrec.shared.dead_letter import DeadLetterWriter
 from learnrec.shared.kafka_io import ensure_topics, make_consumer, make_producer
 from learnrec.shared.rebuild import ReplayGuard
-from learnrec.shared.redis_client import make_redis
+from learnrec.shared.redis_client import ReplicationBarrier, make_redis
 from learnrec.shared.redis_keys import RedisKeys
 from learnrec.shared.schemas import decode_interaction_event, decode_item_record
 from learnrec.shared.topics import (
@@ -68,7 +68,7 @@ def build_item_worker(settings: Settings, encoder: TextEncoder | None = None) ->
         ITEM_WORKER,
         consumer,
         lambda record: decode_item_record(record.key, record.value),
-        ItemEncoderHandler(encoder, store),
+        ItemEncoderHandler(encoder, store, ReplicationBarrier(client, settings)),
         DeadLetterWriter(make_producer(settings), topic_name(settings, DEAD_LETTER), ITEM_WORKER),
         max_records=settings.stream.item_batch_size,
         guard=guard,

@@ -1,7 +1,8 @@
 """learnrec on a Redis Cluster (devtools.redis_cluster: three masters, one replica each, real
 redis-server processes) and the session's real Kafka: the whole stack (item encoder, history
-updater, trainer, serving) answers from it, and every key of a deployment shares one slot, so
-its scripts and transactions run on one master.
+updater, trainer, serving) answers from it, every key of a deployment shares one slot, so its
+scripts and transactions run on one master, and when that master is killed mid-stream its
+replica takes over with every applied event (the workers wait for a replica before they commit).
 
 The cluster is started for this module on free ports under a temporary folder and stopped after
 it; under ``CI=true`` a cluster that cannot start fails the tests, elsewhere they are skipped.
@@ -11,15 +12,22 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
 
 import pytest
 
 from devtools.local_services import ServiceError
 from devtools.redis_cluster import NODES, LocalRedisCluster
 from learnrec.shared.config import Settings
-from learnrec.shared.redis_client import make_redis
+from learnrec.shared.kafka_io import ensure_topics, make_producer
+from learnrec.shared.redis_client import ReplicasBehind, make_redis, wait_for_replicas
 from learnrec.shared.redis_keys import RedisKeys
+from learnrec.shared.schemas import InteractionEvent
+from learnrec.shared.topics import INTERACTIONS, topic_name
+from learnrec.stream.workers import build_history_worker
 from learnrec.testing.stack import LearnrecStack
+from tests.stream_helpers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -81,3 +89,57 @@ def test_the_stack_answers_from_a_redis_cluster_with_every_key_in_one_slot(clust
     assert len({client.keyslot(name) for name in names}) == 1
     client.delete(*names)
     client.close()
+
+
+def test_a_master_killed_mid_stream_loses_nothing_and_applies_nothing_twice(redis_cluster, cluster_settings):
+    """The master of the deployment's slot is SIGKILLed while the history updater applies a
+    stream; its replica is promoted (with no replica of its own, a batch is not durable there and
+    the updater waits), the killed node comes back as its replica, and every user's history is
+    then exactly the items sent."""
+    settings = cluster_settings.replace(history_length=1000, kafka_session_timeout_ms=6000)
+    keys, client = RedisKeys.from_settings(settings), make_redis(settings)
+    ensure_topics(settings)
+    victim = client.get_node_from_key(keys.history_applied()).port
+    users, events = 40, 2400
+    sent: dict[str, list[str]] = {f"u{n}": [] for n in range(users)}
+    worker = build_history_worker(settings)
+    runner = threading.Thread(target=worker.run, name="history-updater")
+    runner.start()
+    try:
+        producer = make_producer(settings)
+        for n in range(events):
+            event = InteractionEvent(event_id=f"e{n}", user_id=f"u{n % users}", item_id=f"i{n}")
+            producer.send(topic_name(settings, INTERACTIONS), key=event.key, value=event.to_bytes())
+            sent[event.user_id].append(event.item_id)
+            if n == events // 3:
+                producer.flush()
+                assert wait_until(lambda: client.exists(keys.history("u0")), 30)  # the updater is applying
+                redis_cluster.kill(victim)
+            time.sleep(0.002)
+        producer.flush()
+        producer.close()
+        # the replica takes over the killed master's slots; the killed node then returns as its replica
+        assert wait_until(lambda: len(redis_cluster.masters()) == 3, 60), "no replica was promoted"
+        assert victim not in redis_cluster.masters()
+        with pytest.raises(ReplicasBehind):  # the promoted master has no replica yet: nothing is durable
+            fresh = make_redis(settings)
+            try:
+                wait_for_replicas(fresh, keys.replicated(), 1, 200)
+            finally:
+                fresh.close()
+        redis_cluster.start(victim)
+        assert wait_until(redis_cluster.healthy, 60)
+
+        def applied() -> bool:
+            try:
+                return sum(client.llen(keys.history(user)) for user in sent) >= events
+            except Exception:  # the client is still following the failover
+                return False
+
+        assert wait_until(applied, 120), "the history updater did not apply every event"
+        for user, items in sent.items():
+            assert [i.decode() for i in client.lrange(keys.history(user), 0, -1)] == items, user
+    finally:
+        worker.stop_event.set()
+        runner.join(timeout=60)
+        client.close()

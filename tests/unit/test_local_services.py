@@ -49,3 +49,4 @@ def test_every_topic_keeps_one_replica_fewer_in_sync_than_it_has():
     for replicas, in_sync in ((1, "1"), (2, "1"), (3, "2")):
         specs = topic_specs(Settings().replace(replication_factor=replicas))
         assert len(specs) == 3 and all(spec.configs["min.insync.replicas"] == in_sync for spec in specs)
+
