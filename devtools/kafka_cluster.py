@@ -15,8 +15,6 @@ tests use; this cluster is for the tests and benchmarks of a broker failure.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +24,9 @@ from devtools.local_services import (
     ServiceError,
     kafka_properties,
     new_kafka_cluster_id,
-    process_alive,
+    running_pid,
     start_kafka_node,
+    stop_process,
 )
 from learnrec.shared.config import Settings
 from learnrec.shared.kafka_io import kafka_answers
@@ -99,33 +98,16 @@ class LocalKafkaCluster:
 
     def kill(self, node: int) -> None:
         """SIGKILL one node (a crash: nothing flushed, no controlled shutdown); its data stays."""
-        pid = self.pid(node)
-        if pid is not None:
-            os.kill(pid, signal.SIGKILL)
-            while process_alive(pid):
-                time.sleep(0.05)
-        (self.root / f"node-{node}.pid").unlink(missing_ok=True)
+        stop_process(self.root / f"node-{node}.pid", grace_s=0)
 
     def down(self) -> None:
-        """Stop every node: SIGTERM, SIGKILL after 20 s; data kept."""
-        pids = [(node, self.pid(node)) for node in self.nodes]
-        for _, pid in pids:
-            if pid is not None:
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for node, pid in pids:
-            if pid is not None:
-                while process_alive(pid) and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                self.kill(node)
+        """Stop every node (SIGTERM, SIGKILL after 20 s); data kept."""
+        for node in self.nodes:
+            stop_process(self.root / f"node-{node}.pid", grace_s=20)
 
     def pid(self, node: int) -> int | None:
         """The running node's pid, or None."""
-        try:
-            pid = int((self.root / f"node-{node}.pid").read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if process_alive(pid) else None
+        return running_pid(self.root / f"node-{node}.pid")
 
     def registered(self) -> int:
         """How many brokers the cluster's metadata lists (0 when no node answers)."""

@@ -86,20 +86,9 @@ class LocalServices:
     def stop(self, name: str) -> bool:
         """Stop one service :meth:`up` started (``kafka`` or ``redis``), data kept: SIGTERM,
         SIGKILL after 10 s. Returns whether there was one to stop."""
-        pid = self._pid(name)
-        if pid is None:
+        if self._pid(name) is None:
             return False
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        for _ in range(100):
-            if not process_alive(pid):
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(pid, signal.SIGKILL)
-        (self.root / f"{name}.pid").unlink(missing_ok=True)
+        stop_process(self.root / f"{name}.pid", grace_s=10)
         return True
 
     def status(self) -> dict[str, bool]:
@@ -259,6 +248,31 @@ def new_kafka_cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cluster_id.startswith("-"):
             return cluster_id
+
+
+def running_pid(pid_file: Path) -> int | None:
+    """The pid written in ``pid_file`` when that process is running, else None."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if process_alive(pid) else None
+
+
+def stop_process(pid_file: Path, grace_s: float) -> None:
+    """SIGTERM the process of ``pid_file`` (if running), SIGKILL it after ``grace_s`` (0: at
+    once, a crash), wait until it is gone, remove the file."""
+    pid = running_pid(pid_file)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM if grace_s > 0 else signal.SIGKILL)
+        deadline = time.monotonic() + grace_s
+        while process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if process_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while process_alive(pid):
+                time.sleep(0.05)
+    pid_file.unlink(missing_ok=True)
 
 
 def process_alive(pid: int) -> bool:

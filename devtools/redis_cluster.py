@@ -11,9 +11,7 @@ touches one slot.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from devtools.local_services import ServiceError, process_alive
+from devtools.local_services import ServiceError, running_pid, stop_process
 from learnrec.shared.config import Settings
 
 NODES = 6  # three masters, three replicas
@@ -50,7 +48,13 @@ class LocalRedisCluster:
         return f"redis://127.0.0.1:{self.ports[0]}/0"
 
     def env_lines(self) -> list[str]:
-        return [f"export REDIS_URL={self.url}", "export LEARNREC_REDIS_CLUSTER=true"]
+        return [f"export REDIS_URL={self.url}", "export LEARNREC_REDIS_CLUSTER=true",
+                f"export LEARNREC_REDIS_CLUSTER_NODES={self.nodes}"]
+
+    @property
+    def nodes(self) -> str:
+        """Every node as ``host:port,...`` (``LEARNREC_REDIS_CLUSTER_NODES``)."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.ports)
 
     def up(self, timeout_s: float = 60.0) -> None:
         """Start the nodes that are not running, join them into a cluster the first time, and
@@ -90,32 +94,16 @@ class LocalRedisCluster:
 
     def kill(self, port: int) -> None:
         """SIGKILL one node (a crash); its data and cluster state stay."""
-        pid = self.pid(port)
-        if pid is not None:
-            os.kill(pid, signal.SIGKILL)
-            while process_alive(pid):
-                time.sleep(0.05)
-        (self.root / f"{port}.pid").unlink(missing_ok=True)
+        stop_process(self.root / f"{port}.pid", grace_s=0)
 
     def down(self) -> None:
         """Stop every node (SIGTERM, SIGKILL after 10 s); data kept."""
         for port in self.ports:
-            pid = self.pid(port)
-            if pid is None:
-                continue
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while process_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            self.kill(port)
+            stop_process(self.root / f"{port}.pid", grace_s=10)
 
     def pid(self, port: int) -> int | None:
         """The running node's pid, or None."""
-        try:
-            pid = int((self.root / f"{port}.pid").read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if process_alive(pid) else None
+        return running_pid(self.root / f"{port}.pid")
 
     def masters(self) -> list[int]:
         """The ports of the nodes that are masters now."""

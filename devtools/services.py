@@ -16,11 +16,13 @@ from devtools.redis_cluster import LocalRedisCluster
 from learnrec.shared.config import get_settings
 from learnrec.shared.logs import setup_logging
 
+CLUSTERS = {"kafka-cluster": LocalKafkaCluster, "redis-cluster": LocalRedisCluster}
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.services", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down", "status", "env", "kafka-cluster-up",
-                                           "kafka-cluster-down", "redis-cluster-up", "redis-cluster-down"])
+    parser.add_argument("action", choices=["up", "down", "status", "env",
+                                           *(f"{name}-{verb}" for name in CLUSTERS for verb in ("up", "down"))])
     args = parser.parse_args(argv)
     setup_logging()
     services = LocalServices(get_settings())
@@ -31,19 +33,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.action == "down":
             services.down()
             print("stopped")
-        elif args.action == "kafka-cluster-up":
-            cluster = LocalKafkaCluster.from_settings(services.settings)
+        elif args.action.endswith("-cluster-up"):
+            cluster = CLUSTERS[args.action.removesuffix("-up")].from_settings(services.settings)
             cluster.up()
             print("\n".join(cluster.env_lines()))
-        elif args.action == "kafka-cluster-down":
-            LocalKafkaCluster.from_settings(services.settings).down()
-            print("stopped")
-        elif args.action == "redis-cluster-up":
-            redis_cluster = LocalRedisCluster.from_settings(services.settings)
-            redis_cluster.up()
-            print("\n".join(redis_cluster.env_lines()))
-        elif args.action == "redis-cluster-down":
-            LocalRedisCluster.from_settings(services.settings).down()
+        elif args.action.endswith("-cluster-down"):
+            CLUSTERS[args.action.removesuffix("-down")].from_settings(services.settings).down()
             print("stopped")
         elif args.action == "env":
             print("\n".join(services.env_lines()))

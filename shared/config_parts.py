@@ -32,6 +32,9 @@ class ConnectionSettings(BaseSettings):
     # REDIS_URL names one node of a Redis Cluster: the client follows the cluster's slot map, and
     # every key of the deployment shares one hash tag (shared/redis_keys.py).
     redis_cluster: bool = False
+    # More nodes of that cluster, "host:port,host:port": a client that starts while the node of
+    # REDIS_URL is down reaches the cluster through these.
+    redis_cluster_nodes: str = ""
     # On a Redis Cluster, the stream workers wait until this many replicas hold a batch's writes
     # before they commit its offsets (0: they do not wait), so a master's failover loses nothing.
     redis_wait_replicas: int = Field(default=1, ge=0)

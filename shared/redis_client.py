@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import redis
 import redis.asyncio as aioredis
-from redis.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.cluster import ClusterNode, RedisCluster
 
 from learnrec.shared.config import Settings
 
@@ -35,8 +36,20 @@ def make_redis(settings: Settings) -> redis.Redis:
     options = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0, "health_check_interval": 30,
                **redis_security(settings)}
     if settings.connection.redis_cluster:
-        return RedisCluster.from_url(settings.connection.redis_url, **options)  # type: ignore[return-value]
+        nodes = [ClusterNode(host, port) for host, port in cluster_nodes(settings)]
+        return RedisCluster.from_url(settings.connection.redis_url, startup_nodes=nodes, **options)  # type: ignore[return-value]
     return redis.Redis.from_url(settings.connection.redis_url, **options)
+
+
+def cluster_nodes(settings: Settings) -> list[tuple[str, int]]:
+    """The (host, port) of ``redis_cluster_nodes``: the cluster's nodes besides ``REDIS_URL``'s."""
+    nodes = []
+    for entry in filter(None, (part.strip() for part in settings.connection.redis_cluster_nodes.split(","))):
+        host, _, port = entry.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"LEARNREC_REDIS_CLUSTER_NODES: {entry!r} is not host:port")
+        nodes.append((host, int(port)))
+    return nodes
 
 
 def make_async_redis(settings: Settings, timeout_s: float) -> aioredis.Redis:
@@ -44,7 +57,9 @@ def make_async_redis(settings: Settings, timeout_s: float) -> aioredis.Redis:
     for connecting and for every reply."""
     options = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s, **redis_security(settings)}
     if settings.connection.redis_cluster:
-        return aioredis.RedisCluster.from_url(settings.connection.redis_url, **options)  # type: ignore[return-value]
+        nodes = [AsyncClusterNode(host, port) for host, port in cluster_nodes(settings)]
+        return aioredis.RedisCluster.from_url(settings.connection.redis_url, startup_nodes=nodes,  # type: ignore[return-value]
+                                              **options)
     return aioredis.Redis.from_url(settings.connection.redis_url, **options)
 
 

@@ -1,6 +1,7 @@
 """A three-node Kafka cluster (devtools.kafka_cluster, real brokers, the session's real Redis):
-learnrec's topics are replicated with ``min.insync.replicas`` 2, and a broker killed in the
-middle of a stream loses no event the producers sent and applies none twice.
+learnrec's topics are replicated with ``min.insync.replicas`` 2, the whole stack (item encoder,
+history updater, trainer, serving) answers on it, and a broker killed in the middle of a stream
+loses no event the producers sent and applies none twice.
 
 The cluster is started for this module on free ports under a temporary folder and stopped after
 it; under ``CI=true`` a cluster that cannot start fails the tests, elsewhere they are skipped.
@@ -8,24 +9,29 @@ it; under ``CI=true`` a cluster that cannot start fails the tests, elsewhere the
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 
 import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from devtools.kafka_cluster import LocalKafkaCluster
-from devtools.local_services import ServiceError
 from learnrec.shared.config import Settings
-from learnrec.shared.kafka_io import ensure_topics, make_producer
+from learnrec.shared.kafka_io import ensure_topics
 from learnrec.shared.redis_keys import RedisKeys
-from learnrec.shared.schemas import InteractionEvent
 from learnrec.shared.topics import INTERACTIONS, topic_name, topic_specs
 from learnrec.stream.workers import build_history_worker
 from learnrec.testing.live_server import free_port
+from learnrec.testing.stack import LearnrecStack
+from tests.cluster_helpers import (
+    assert_histories_are,
+    recommends_a_lens_after_a_lens,
+    start_or_skip,
+    stream_through_a_kill,
+)
 from tests.stream_helpers import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +39,7 @@ def cluster(tmp_path_factory) -> LocalKafkaCluster:
     ports = [free_port() for _ in range(6)]
     nodes = LocalKafkaCluster(Settings(), tmp_path_factory.mktemp("kafka-cluster"), tuple(ports[:3]),
                               tuple(ports[3:]))
-    try:
-        nodes.up()
-    except ServiceError as err:
-        nodes.down()
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"the three-node Kafka cluster did not start: {err}")
-        pytest.skip(f"the three-node Kafka cluster did not start: {err}")
+    start_or_skip(nodes, "the three-node Kafka cluster")
     yield nodes
     nodes.down()
 
@@ -77,15 +77,18 @@ def test_topics_have_three_replicas_and_two_in_sync(cluster_settings):
         admin.close()
 
 
+def test_the_stack_answers_on_the_kafka_cluster(cluster_settings):
+    with LearnrecStack(cluster_settings) as stack:
+        recommends_a_lens_after_a_lens(stack)
+
+
 def test_a_broker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(cluster, cluster_settings,
                                                                             redis_client):
     """The leader of an interactions partition is SIGKILLed while a producer sends and the
-    history updater applies: every user's history is then exactly the items sent, in order."""
+    history updater applies: every user's history is then exactly the items sent."""
     settings = cluster_settings.replace(history_length=1000)
     keys = RedisKeys.from_settings(settings)
     ensure_topics(settings)
-    users, events = 40, 2400
-    sent = {f"u{n}": [] for n in range(users)}
     worker = build_history_worker(settings)
     runner = threading.Thread(target=worker.run, name="history-updater")
     runner.start()
@@ -100,28 +103,9 @@ def test_a_broker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(clus
 
         assert wait_until(led, 30)
         victim = leaders[0]
-        producer = make_producer(settings)
-        futures = []
-        for n in range(events):
-            user, item = f"u{n % users}", f"i{n}"
-            event = InteractionEvent(event_id=f"e{n}", user_id=user, item_id=item)
-            futures.append(producer.send(topic_name(settings, INTERACTIONS), key=event.key, value=event.to_bytes()))
-            sent[user].append(item)
-            if n == events // 3:
-                producer.flush()
-                cluster.kill(victim)  # mid-stream: a third sent and (partly) applied
-            time.sleep(0.002)
-        producer.flush()
-        for future in futures:
-            future.get(timeout=60)  # every send acknowledged by the cluster (acks=all)
-        producer.close()
-
-        def applied() -> bool:
-            return sum(redis_client.llen(keys.history(user)) for user in sent) >= events
-
-        assert wait_until(applied, 120), "the history updater did not apply every event"
-        for user, items in sent.items():
-            assert [i.decode() for i in redis_client.lrange(keys.history(user), 0, -1)] == items, user
+        sent = stream_through_a_kill(settings, lambda: redis_client.exists(keys.history("u0")),
+                                     lambda: cluster.kill(victim))
+        assert_histories_are(redis_client, keys, sent)
     finally:
         worker.stop_event.set()
         runner.join(timeout=60)

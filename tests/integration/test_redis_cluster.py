@@ -10,23 +10,24 @@ it; under ``CI=true`` a cluster that cannot start fails the tests, elsewhere the
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
-import time
 
 import pytest
 
-from devtools.local_services import ServiceError
 from devtools.redis_cluster import NODES, LocalRedisCluster
 from learnrec.shared.config import Settings
-from learnrec.shared.kafka_io import ensure_topics, make_producer
+from learnrec.shared.kafka_io import ensure_topics
 from learnrec.shared.redis_client import ReplicasBehind, make_redis, wait_for_replicas
 from learnrec.shared.redis_keys import RedisKeys
-from learnrec.shared.schemas import InteractionEvent
-from learnrec.shared.topics import INTERACTIONS, topic_name
 from learnrec.stream.workers import build_history_worker
 from learnrec.testing.stack import LearnrecStack
+from tests.cluster_helpers import (
+    assert_histories_are,
+    recommends_a_lens_after_a_lens,
+    start_or_skip,
+    stream_through_a_kill,
+)
 from tests.stream_helpers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -53,33 +54,19 @@ def _cluster_ports() -> tuple[int, ...]:
 @pytest.fixture(scope="module")
 def redis_cluster(tmp_path_factory) -> LocalRedisCluster:
     cluster = LocalRedisCluster(Settings(), tmp_path_factory.mktemp("redis-cluster"), _cluster_ports())
-    try:
-        cluster.up()
-    except ServiceError as err:
-        cluster.down()
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"the Redis Cluster did not start: {err}")
-        pytest.skip(f"the Redis Cluster did not start: {err}")
+    start_or_skip(cluster, "the Redis Cluster")
     yield cluster
     cluster.down()
 
 
 @pytest.fixture
 def cluster_settings(settings: Settings, redis_cluster: LocalRedisCluster) -> Settings:
-    return settings.replace(REDIS_URL=redis_cluster.url, redis_cluster=True)
+    return settings.replace(REDIS_URL=redis_cluster.url, redis_cluster=True, redis_cluster_nodes=redis_cluster.nodes)
 
 
 def test_the_stack_answers_from_a_redis_cluster_with_every_key_in_one_slot(cluster_settings):
     with LearnrecStack(cluster_settings) as stack:
-        stack.producer.publish_item({"item_id": "lens-a", "title": "camera lens alpha"})
-        stack.producer.publish_item({"item_id": "lens-b", "title": "camera lens beta"})
-        stack.producer.publish_item({"item_id": "hose", "title": "garden hose"})
-        stack.producer.publish_interaction({"user_id": "u1", "item_id": "lens-a"})
-        assert stack.producer.flush() == 4
-        stack.wait_until_servable("lens-b")
-        stack.wait_until_reflected("u1", "lens-a")
-        answer = stack.client.for_user("u1", k=1)
-        assert answer.source == "personal" and answer.item_ids == ["lens-b"]
+        recommends_a_lens_after_a_lens(stack)
         assert stack.client.similar("lens-a", k=1).item_ids == ["lens-b"]
 
     client, keys = make_redis(cluster_settings), RedisKeys.from_settings(cluster_settings)
@@ -100,45 +87,25 @@ def test_a_master_killed_mid_stream_loses_nothing_and_applies_nothing_twice(redi
     keys, client = RedisKeys.from_settings(settings), make_redis(settings)
     ensure_topics(settings)
     victim = client.get_node_from_key(keys.history_applied()).port
-    users, events = 40, 2400
-    sent: dict[str, list[str]] = {f"u{n}": [] for n in range(users)}
     worker = build_history_worker(settings)
     runner = threading.Thread(target=worker.run, name="history-updater")
     runner.start()
     try:
-        producer = make_producer(settings)
-        for n in range(events):
-            event = InteractionEvent(event_id=f"e{n}", user_id=f"u{n % users}", item_id=f"i{n}")
-            producer.send(topic_name(settings, INTERACTIONS), key=event.key, value=event.to_bytes())
-            sent[event.user_id].append(event.item_id)
-            if n == events // 3:
-                producer.flush()
-                assert wait_until(lambda: client.exists(keys.history("u0")), 30)  # the updater is applying
-                redis_cluster.kill(victim)
-            time.sleep(0.002)
-        producer.flush()
-        producer.close()
+        sent = stream_through_a_kill(settings, lambda: client.exists(keys.history("u0")),
+                                     lambda: redis_cluster.kill(victim))
         # the replica takes over the killed master's slots; the killed node then returns as its replica
         assert wait_until(lambda: len(redis_cluster.masters()) == 3, 60), "no replica was promoted"
         assert victim not in redis_cluster.masters()
         with pytest.raises(ReplicasBehind):  # the promoted master has no replica yet: nothing is durable
-            fresh = make_redis(settings)
+            # a client started now, whose REDIS_URL names the dead node, finds the cluster through the others
+            fresh = make_redis(settings.replace(REDIS_URL=f"redis://127.0.0.1:{victim}/0"))
             try:
                 wait_for_replicas(fresh, keys.replicated(), 1, 200)
             finally:
                 fresh.close()
         redis_cluster.start(victim)
         assert wait_until(redis_cluster.healthy, 60)
-
-        def applied() -> bool:
-            try:
-                return sum(client.llen(keys.history(user)) for user in sent) >= events
-            except Exception:  # the client is still following the failover
-                return False
-
-        assert wait_until(applied, 120), "the history updater did not apply every event"
-        for user, items in sent.items():
-            assert [i.decode() for i in client.lrange(keys.history(user), 0, -1)] == items, user
+        assert_histories_are(client, keys, sent)
     finally:
         worker.stop_event.set()
         runner.join(timeout=60)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster_helpers import recommends_a_lens_after_a_lens
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,15 +48,7 @@ def test_a_new_item_is_recommended_to_a_user_who_clicked_its_neighbours(learnrec
 
 
 def test_a_published_item_gets_recommended(learnrec):
-    learnrec.producer.publish_item({"item_id": "lens-a", "title": "camera lens alpha"})
-    learnrec.producer.publish_item({"item_id": "lens-b", "title": "camera lens beta"})
-    learnrec.producer.publish_item({"item_id": "hose", "title": "garden hose"})
-    learnrec.producer.publish_interaction({"user_id": "u1", "item_id": "lens-a"})
-    assert learnrec.producer.flush() == 4
-    learnrec.wait_until_servable("lens-b")
-    learnrec.wait_until_reflected("u1", "lens-a")
-    answer = learnrec.client.for_user("u1", k=1)
-    assert answer.source == "personal" and answer.item_ids == ["lens-b"]
+    recommends_a_lens_after_a_lens(learnrec)
 
 
 @pytest.fixture(scope="module")
