@@ -78,11 +78,17 @@ def wait_for_replicas(client: redis.Redis, key: str, replicas: int, timeout_ms: 
     and a master has one replication stream, so one increment of ``key`` followed by ``WAIT`` on
     the same connection covers every earlier write to that master.
     """
-    node = client.get_redis_connection(client.get_node_from_key(key)) if isinstance(client, RedisCluster) else client
-    with node.pipeline(transaction=False) as pipe:
-        pipe.incr(key)
-        pipe.execute_command("WAIT", replicas, timeout_ms)
-        _, acknowledged = pipe.execute()
+    cluster = isinstance(client, RedisCluster)
+    node = client.get_redis_connection(client.get_node_from_key(key)) if cluster else client
+    try:
+        with node.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            _, acknowledged = pipe.execute()
+    except (redis.ConnectionError, redis.TimeoutError):
+        if cluster:  # the slot's master is gone (a failover): the next call asks the cluster anew
+            client.nodes_manager.initialize()
+        raise
     if acknowledged < replicas:
         raise ReplicasBehind(f"{acknowledged} of {replicas} replicas acknowledged the writes within {timeout_ms} ms")
 
