@@ -114,9 +114,10 @@ class LocalRedisCluster:
         replica's link to its master is up (its first sync done: a replica that never synced
         cannot take its master's place)."""
         running = [port for port in self.ports if self.pid(port) is not None]
-        if not all(self._cluster_ok(port) for port in running) or len(self.masters()) != NODES // 2:
+        masters = self.masters()
+        if not all(self._cluster_ok(port) for port in running) or len(masters) != NODES // 2:
             return False
-        replicas = [self._client(port).info("replication") for port in running if port not in self.masters()]
+        replicas = [self._client(port).info("replication") for port in running if port not in masters]
         return all(info.get("master_link_status") == "up" for info in replicas)
 
     def _client(self, port: int) -> redis.Redis:

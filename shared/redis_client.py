@@ -8,6 +8,7 @@ from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.cluster import ClusterNode, RedisCluster
 
 from learnrec.shared.config import Settings
+from learnrec.shared.redis_keys import RedisKeys
 
 
 def redis_security(settings: Settings) -> dict[str, object]:
@@ -98,8 +99,6 @@ class ReplicationBarrier:
     ``redis_wait_replicas`` > 0, and does nothing on a single server."""
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
-        from learnrec.shared.redis_keys import RedisKeys
-
         self._client = client
         self._key = RedisKeys.from_settings(settings).replicated()
         connection = settings.connection

@@ -3,8 +3,7 @@ learnrec's topics are replicated with ``min.insync.replicas`` 2, the whole stack
 history updater, trainer, serving) answers on it, and a broker killed in the middle of a stream
 loses no event the producers sent and applies none twice.
 
-The cluster is started for this module on free ports under a temporary folder and stopped after
-it; under ``CI=true`` a cluster that cannot start fails the tests, elsewhere they are skipped.
+Started once for the module on free ports (``start_or_skip``, tests/cluster_helpers.py).
 """
 
 from __future__ import annotations

@@ -4,8 +4,7 @@ updater, trainer, serving) answers from it, every key of a deployment shares one
 scripts and transactions run on one master, and when that master is killed mid-stream its
 replica takes over with every applied event (the workers wait for a replica before they commit).
 
-The cluster is started for this module on free ports under a temporary folder and stopped after
-it; under ``CI=true`` a cluster that cannot start fails the tests, elsewhere they are skipped.
+Started once for the module on free ports (``start_or_skip``, tests/cluster_helpers.py).
 """
 
 from __future__ import annotations
