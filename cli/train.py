@@ -123,7 +123,11 @@ def configure_online(parser: argparse.ArgumentParser) -> None:
 
 def run_online(args: argparse.Namespace) -> int:
     from learnrec.shared.config import get_settings
-    from learnrec.trainer.worker import run
 
-    run(get_settings(), max_idle_s=args.max_idle_s, metrics_port=args.metrics_port)
+    settings = get_settings()
+    if settings.trainer.group:  # one member of a trainer group (docs/TRAINER.md)
+        from learnrec.trainer.group_worker import run_group as run
+    else:
+        from learnrec.trainer.worker import run
+    run(settings, max_idle_s=args.max_idle_s, metrics_port=args.metrics_port)
     return 0

@@ -208,6 +208,14 @@ class TrainerSettings(BaseSettings):
     publish_retry_max_s: float = Field(default=300.0, gt=0)
     # Keep {event_id: times trained} in the checkpoint (tests of exactly-once training).
     audit: bool = False
+    # A trainer group (docs/TRAINER.md, "A group of trainers"): several trainers share the
+    # interaction partitions and keep one model (PyTorch distributed, gloo); the group's
+    # checkpoint is in Redis. group_host: the address the other members reach this one at;
+    # a member silent for group_member_ttl_s is gone; a collective waits group_timeout_s.
+    group: bool = False
+    group_host: str = "127.0.0.1"
+    group_member_ttl_s: float = Field(default=5.0, gt=0)
+    group_timeout_s: float = Field(default=60.0, gt=0)
 
 class ProcessSettings(BaseSettings):
     """Process-wide: where caches live (embeddings, ONNX encoders, the launcher's downloads), and

@@ -39,6 +39,12 @@ key                                 type       holds
                                                is published whatever the gate says
 ``{p}:replicated``                  string     a counter the replication barrier increments
                                                (on a Redis Cluster: shared/redis_client.py)
+``{p}:trainer:members``             zset       trainer-group member id -> when its heartbeat expires
+``{p}:trainer:waiting``             set        members waiting for a new world
+``{p}:trainer:world``               string     the group's world (JSON: generation, members, store)
+``{p}:trainer:checkpoint``          string     the group checkpoint's manifest (JSON: id, parts)
+``{p}:trainer:checkpoint:{id}:{n}`` string     one part of checkpoint ``id`` (a torch file;
+                                               ``shared``: the model and optimizer)
 ==================================  =========  ===================================================
 """
 
@@ -131,6 +137,21 @@ class RedisKeys:
 
     def replicated(self) -> str:
         return f"{self.prefix}:replicated"
+
+    def trainer_members(self) -> str:
+        return f"{self.prefix}:trainer:members"
+
+    def trainer_waiting(self) -> str:
+        return f"{self.prefix}:trainer:waiting"
+
+    def trainer_world(self) -> str:
+        return f"{self.prefix}:trainer:world"
+
+    def trainer_checkpoint(self) -> str:
+        return f"{self.prefix}:trainer:checkpoint"
+
+    def trainer_checkpoint_part(self, checkpoint_id: str, part: str) -> str:
+        return f"{self.prefix}:trainer:checkpoint:{checkpoint_id}:{part}"
 
     def pattern_all(self) -> str:
         """A SCAN pattern matching every key of this prefix."""

@@ -47,11 +47,18 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class _Pending:
-    """Events released from the hold-back and not trained yet, and their examples."""
+class Released:
+    """Events released from the hold-back and not trained yet, and the examples of those that
+    form one (an event whose item has no content yet, or a user's first, forms none)."""
 
-    examples: list[Example] = field(default_factory=list)
-    event_ids: list[str] = field(default_factory=list)
+    entries: list[tuple[str, Example | None]] = field(default_factory=list)  # (event id, example)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def examples(self) -> list[Example]:
+        return [x for _, x in self.entries if x is not None]
 
 
 class OnlineTrainer:
@@ -70,14 +77,16 @@ class OnlineTrainer:
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sequences = UserSequences(self.history_len + 1, self.stream.max_users)
         self.replay = ReplayBuffer(self.stream.replay_capacity, seed=cfg.seed)
-        self.holdback: deque[tuple[str, Example | None]] = deque()  # (event id, example), oldest first
+        # (event id, example, "topic:partition" or None), oldest first
+        self.holdback: deque[tuple[str, Example | None, str | None]] = deque()
         self.offsets: dict[str, int] = {}
         self.trained = 0
         self.steps = 0
         self.audit: dict[str, int] = {}
         self.last_loss = float("nan")
         self._rng = random.Random(cfg.seed)
-        self._pending = _Pending()
+        self._pending = Released()
+        self.auto_step = True  # False in a trainer group: the group steps together (trainer/group_step.py)
 
     @property
     def history_len(self) -> int:
@@ -97,7 +106,7 @@ class OnlineTrainer:
             trainer.optimizer.load_state_dict(extra["optimizer"])
             trainer.sequences = UserSequences.from_state(extra["sequences"], trainer.stream.max_users)
             trainer.replay = ReplayBuffer.from_state(extra["replay"], seed=cfg.seed)
-            trainer.holdback = deque((e, None if h is None else (list(h), t)) for e, h, t in extra["holdback"])
+            trainer.holdback = deque(holdback_entries(extra["holdback"]))
             trainer.id_counts = dict(extra["id_counts"])
             trainer.offsets = dict(extra["offsets"])
             trainer.trained = int(extra["trained"])
@@ -120,7 +129,7 @@ class OnlineTrainer:
             "optimizer": self.optimizer.state_dict(),
             "sequences": self.sequences.state(),
             "replay": self.replay.state(),
-            "holdback": [(e, None, None) if x is None else (e, x[0], x[1]) for e, x in self.holdback],
+            "holdback": holdback_state(self.holdback),
             "id_items": list(self.ids.items),
             "id_counts": dict(self.id_counts),
             "offsets": dict(self.offsets),
@@ -137,63 +146,86 @@ class OnlineTrainer:
     @property
     def pending(self) -> int:
         """Events consumed and not trained yet (held back or released)."""
-        return len(self.holdback) + len(self._pending.event_ids)
+        return len(self.holdback) + len(self._pending)
+
+    @property
+    def released(self) -> int:
+        """Events released from the hold-back and not trained yet."""
+        return len(self._pending)
 
     def held_back(self) -> list[Example]:
         """The examples of the held-back events, oldest first (what the publish gate scores)."""
-        return [x for _, x in self.holdback if x is not None]
+        return [x for _, x, _ in self.holdback if x is not None]
 
-    def add(self, events: list[InteractionEvent], offsets: dict[str, int] | None = None) -> None:
+    def add(self, events: list[InteractionEvent], offsets: dict[str, int] | None = None,
+            partitions: list[str] | None = None) -> None:
         """Take events in stream order (``offsets``: the next offset per ``topic:partition``
-        once these are consumed). Each joins the hold-back; the oldest leave it for training, a
-        step whenever ``batch_size`` have. Items without a content embedding yet are left out of
+        once these are consumed; ``partitions``: each event's ``topic:partition``, kept with a
+        held-back event). Each joins the hold-back; the oldest leave it for training, a step
+        whenever ``batch_size`` have. Items without a content embedding yet are left out of
         sequences (the event still counts)."""
         self.content.fetch_missing(e.item_id for e in events)
-        for event in events:
+        for n, event in enumerate(events):
             example = None
             if event.item_id in self.content:
                 prior = self.sequences.get(event.user_id)
                 self.replay.offer(self.sequences.append(event.user_id, event.item_id))
                 example = (prior, event.item_id) if prior else None
-            self.holdback.append((event.event_id, example))
+            self.holdback.append((event.event_id, example, partitions[n] if partitions else None))
             while len(self.holdback) > self.stream.gate_events:
-                self._release(*self.holdback.popleft())
+                self._release(*self.holdback.popleft()[:2])
         self.offsets.update(offsets or {})
 
     def release_all(self) -> None:
         """Train on every held-back event too (end of a replay, tests)."""
         while self.holdback:
-            self._release(*self.holdback.popleft())
+            self._release(*self.holdback.popleft()[:2])
         self.flush()
 
     def _release(self, event_id: str, example: Example | None) -> None:
-        pend = self._pending
-        pend.event_ids.append(event_id)
-        if example is not None:
-            pend.examples.append(example)
-        if len(pend.event_ids) >= self.cfg.batch_size:
+        self._pending.entries.append((event_id, example))
+        if self.auto_step and len(self._pending) >= self.cfg.batch_size:
             self.flush()
+
+    def take_released(self, n: int | None = None) -> Released:
+        """The oldest ``n`` (default: all) released events, removed from the pending ones."""
+        entries = self._pending.entries
+        n = len(entries) if n is None else n
+        self._pending = Released(entries[n:])
+        return Released(entries[:n])
 
     def flush(self) -> None:
         """Train on every released event now: one step with its replay sample."""
-        pend, self._pending = self._pending, _Pending()
-        if not pend.event_ids:
+        released = self.take_released()
+        if not released:
             return
-        examples = list(pend.examples)
+        examples = self.with_replay(released.examples)
+        if examples:
+            self.count_ids(target for _, target in released.examples)
+            batch = collate(examples, self.content, self.ids, self.history_len)
+            if batch is not None:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = self.loss(batch)
+                loss.backward()
+                self.apply_gradients()
+                self.last_loss = float(loss.detach())
+        self.count_trained(released)
+
+    def with_replay(self, examples: list[Example]) -> list[Example]:
+        """``examples`` and the replay sample mixed in with them."""
+        examples = list(examples)
         if examples and self.stream.replay_fraction:
             n_replay = max(1, round(self.stream.replay_fraction * len(examples)))
             examples += examples_from_snapshots(self.replay.sample(n_replay), self._rng)
-        if examples:
-            self._count_ids(target for _, target in pend.examples)
-            batch = collate(examples, self.content, self.ids, self.history_len)
-            if batch is not None:
-                self.last_loss = self.step(batch)
-        self.trained += len(pend.event_ids)
+        return examples
+
+    def count_trained(self, released: Released) -> None:
+        self.trained += len(released)
         if self.stream.audit:
-            for event_id in pend.event_ids:
+            for event_id, _ in released.entries:
                 self.audit[event_id] = self.audit.get(event_id, 0) + 1
 
-    def _count_ids(self, items) -> None:
+    def count_ids(self, items) -> None:
         """Count trained interactions; an item reaching ``id_min_count`` gets an ID row."""
         ready = []
         for item in items:
@@ -216,8 +248,8 @@ class OnlineTrainer:
         target = torch.from_numpy(self.content.lookup(batch.target.numpy()))  # [B, D]
         return user, model.item_tower(target, model.id_vectors(batch.target_ids))
 
-    def step(self, batch: Batch) -> float:
-        """One AdamW step of the sampled softmax; returns the loss. Negatives: ``negatives``
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """The batch's sampled-softmax loss (a scalar, the mean over the batch). Negatives: ``negatives``
         items drawn uniformly from every item with content (all of them when the full softmax
         applies); a target is never its own negative, nor, with ``mask_history``, its user's
         history items."""
@@ -233,12 +265,24 @@ class OnlineTrainer:
         if self.cfg.mask_history:
             own = (batch.history[:, :, None] == rows[None, None, :]) & batch.history_mask[..., None]
             excluded |= own.any(1)
-        loss = sampled_softmax_loss(user, positive, negatives, self.cfg.temperature, math.log(k / n), excluded)
+        return sampled_softmax_loss(user, positive, negatives, self.cfg.temperature, math.log(k / n), excluded)
+
+    def apply_gradients(self) -> None:
+        """One AdamW step on the gradients the parameters hold (warm-up, clipping)."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg.lr * min(1.0, (self.steps + 1) / max(1, self.cfg.warmup_steps))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
         self.optimizer.step()
         self.steps += 1
-        return float(loss.detach())
+
+
+def holdback_state(holdback) -> list[tuple]:
+    """Held-back entries as checkpoint state: ``(event id, history or None, target or None,
+    "topic:partition" or None)``."""
+    return [(e, None, None, p) if x is None else (e, x[0], x[1], p) for e, x, p in holdback]
+
+
+def holdback_entries(state) -> list[tuple[str, Example | None, str | None]]:
+    """The inverse of :func:`holdback_state` (a checkpoint from before partitions were kept has
+    three fields an entry)."""
+    return [(e, None if h is None else (list(h), t), rest[0] if rest else None) for e, h, t, *rest in state]

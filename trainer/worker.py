@@ -106,6 +106,7 @@ class TrainerLoop:
         state already holds for that partition (a redelivered batch: fenced, never applied twice)."""
         offsets: dict[str, int] = {}
         fresh: list[InteractionEvent] = []
+        partitions: list[str] = []
         trace = log.isEnabledFor(logging.DEBUG)  # one line per event, at DEBUG only
         for accepted in batch:
             record = accepted.record
@@ -120,8 +121,9 @@ class TrainerLoop:
             if fenced:
                 continue
             fresh.append(accepted.event)
+            partitions.append(key)
             offsets[key] = max(offsets.get(key, 0), record.offset + 1)  # type: ignore[attr-defined]
-        self.trainer.add(fresh, offsets)
+        self.trainer.add(fresh, offsets, partitions)
         self.since_checkpoint += len(fresh)
         self.since_publish += len(fresh)
         if fresh and self.unpublished_since is None:
@@ -130,16 +132,24 @@ class TrainerLoop:
 
     def tick(self) -> None:
         """Checkpoint and publish when due (called between batches)."""
+        if self.publish_due():
+            self.checkpoint()
+            self.publish()
+        elif self.checkpoint_due():
+            self.checkpoint()
+
+    def publish_due(self) -> bool:
+        """``publish_every_events`` trained, or ``publish_every_s`` since the first unpublished
+        event, and not backing off after a failed publish."""
         s = self.settings
         due = self.since_publish >= s.trainer.publish_every_events or (
             self.unpublished_since is not None
             and time.monotonic() - self.unpublished_since >= s.trainer.publish_every_s
         )
-        if due and time.monotonic() >= self.retry_at:
-            self.checkpoint()
-            self.publish()
-        elif self.since_checkpoint >= s.trainer.checkpoint_every:
-            self.checkpoint()
+        return due and time.monotonic() >= self.retry_at
+
+    def checkpoint_due(self) -> bool:
+        return self.since_checkpoint >= self.settings.trainer.checkpoint_every
 
     def checkpoint(self) -> None:
         self.trainer.save(self.settings.trainer.checkpoint)
@@ -208,9 +218,8 @@ class TrainerLoop:
                         version, exc_info=True)
 
 
-def _assign(consumer, topic: str, offsets: dict[str, int], timeout_s: float = 30.0) -> None:
-    from kafka import TopicPartition
-
+def topic_partitions(consumer, topic: str, timeout_s: float = 30.0) -> list[int]:
+    """The topic's partitions, sorted (waits for the metadata up to ``timeout_s``)."""
     deadline = time.monotonic() + timeout_s
     partitions = consumer.partitions_for_topic(topic)
     while not partitions and time.monotonic() < deadline:
@@ -218,7 +227,15 @@ def _assign(consumer, topic: str, offsets: dict[str, int], timeout_s: float = 30
         partitions = consumer.partitions_for_topic(topic)
     if not partitions:
         raise RuntimeError(f"topic {topic} has no partitions")
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    return sorted(partitions)
+
+
+def assign_partitions(consumer, topic: str, partitions: list[int], offsets: dict[str, int]) -> None:
+    """Consume exactly ``partitions`` of ``topic``, each from the next offset ``offsets`` holds
+    for it (the beginning of the log when it holds none)."""
+    from kafka import TopicPartition
+
+    tps = [TopicPartition(topic, p) for p in partitions]
     consumer.unsubscribe()
     consumer.assign(tps)
     for tp in tps:
@@ -227,7 +244,7 @@ def _assign(consumer, topic: str, offsets: dict[str, int], timeout_s: float = 30
             consumer.seek_to_beginning(tp)
         else:
             consumer.seek(tp, stored)
-    log.info("assigned %s at %s", topic, {tp.partition: offsets.get(checkpointing.offset_key(topic, tp.partition), 0) for tp in tps})
+    log.info("assigned %s at %s", topic, {p: offsets.get(checkpointing.offset_key(topic, p), 0) for p in partitions})
 
 
 def build_trainer_worker(settings: Settings) -> tuple[BatchWorker, TrainerLoop]:
@@ -241,7 +258,7 @@ def build_trainer_worker(settings: Settings) -> tuple[BatchWorker, TrainerLoop]:
     loop = TrainerLoop(settings, trainer, registry)
     topic = topic_name(settings, INTERACTIONS)
     consumer = make_consumer(settings, group_name(settings, GROUP_TRAINER), [topic])
-    _assign(consumer, topic, trainer.offsets)
+    assign_partitions(consumer, topic, topic_partitions(consumer, topic), trainer.offsets)
     worker = BatchWorker(
         WORKER, consumer, values(decode_interaction_event), loop.handle,
         DeadLetterWriter(make_producer(settings), topic_name(settings, DEAD_LETTER), WORKER),

@@ -82,7 +82,7 @@ def test_killed_trainer_resumes_training_every_event_exactly_once(settings, redi
     assert second.wait(timeout=240) == 0, (tmp_path / "second.log").read_text()[-3000:]
     _, extra = load_checkpoint(checkpoint)
     # the newest events are held back for the publish gate: saved, not trained yet
-    held = {event_id for event_id, _, _ in extra["holdback"]}
+    held = {entry[0] for entry in extra["holdback"]}
     assert len(held) == 500 and extra["trained"] == N_EVENTS - len(held)
     assert extra["audit"] == {e.event_id: 1 for e in events if e.event_id not in held}
     assert sum(extra["offsets"].values()) == N_EVENTS

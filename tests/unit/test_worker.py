@@ -145,5 +145,5 @@ def test_the_trainer_never_applies_a_redelivered_record_twice():
     loop.handle(batch)
     loop.handle(batch[2:])  # redelivered (a rewind, a rebalance)
     loop.handle(batch + [Accepted(Record("t", 0, 4, b""), InteractionEvent(event_id="e4", user_id="u", item_id="i0"))])
-    assert trainer.pending == 5 and [e for e, _ in trainer.holdback] == ["e0", "e1", "e2", "e3", "e4"]
+    assert trainer.pending == 5 and [e for e, *_ in trainer.holdback] == ["e0", "e1", "e2", "e3", "e4"]
     assert trainer.offsets == {"t:0": 5}
