@@ -112,8 +112,7 @@ class GroupMember:
         self.worlds.append(world.generation)
         try:
             self.loop = TrainerLoop(self.settings, self._restore(rank, size), self.registry)
-            log.info("world %d: rank %d of %d, partitions %s", world.generation, rank, size,
-                     sorted(self.loop.trainer.offsets))
+            log.info("world %d: rank %d of %d", world.generation, rank, size)
             return self._rounds(world, rank)
         except Exception:
             log.exception("world %d failed; re-forming from the last group checkpoint", world.generation)
