@@ -12,6 +12,10 @@ topic and key prefix (deleted afterwards), with the default trainer settings unl
 
 It writes ``bench/results/trainer.json``, with the machine's CPU count and load average (the
 figures on a shared machine are lower bounds).
+
+``--trainers N`` instead compares a trainer group of ``N`` with one trainer (and a group of
+one), same backlog, same run, each trainer its own process (:mod:`bench.trainer_group`), and
+writes ``bench/results/trainer-group.json``.
 """
 
 from __future__ import annotations
@@ -99,10 +103,17 @@ def main() -> None:
     parser.add_argument("--content-dim", type=int, default=384, help="minilm's width")
     parser.add_argument("--publish-items", type=int, default=100_000)
     parser.add_argument("--threads", type=int, default=None, help="trainer_threads (default: the setting's)")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/trainer.json"))
+    parser.add_argument("--trainers", type=int, default=None,
+                        help="compare a trainer group of this many with one trainer (bench/trainer_group.py)")
+    parser.add_argument("--repeats", type=int, default=3, help="with --trainers: runs of each configuration")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default bench/results/trainer.json (trainer-group.json with --trainers)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    if args.trainers:
+        return compare_group(args)
+    args.out = args.out or Path("bench/results/trainer.json")
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as tmp:
         base = Settings()
@@ -132,6 +143,34 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+def compare_group(args: argparse.Namespace) -> None:
+    """One trainer, a group of one and a group of ``--trainers``, one after the other, the
+    three ``--repeats`` times over (interleaved: a slow spell of the machine hits all three);
+    medians and their ratios to the single trainer's."""
+    from bench.trainer_group import measure
+
+    configurations = {"single": (1, False), "group of 1": (1, True), f"group of {args.trainers}": (args.trainers, True)}
+    runs: dict[str, list[dict]] = {name: [] for name in configurations}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.repeats):
+            for name, (n, group) in configurations.items():
+                runs[name].append(measure(Settings(), Path(tmp), n, group, args.events, args.users, args.items,
+                                          put_items))
+    median = {name: float(np.median([r["trained_per_s"] for r in rs])) for name, rs in runs.items()}
+    result = {
+        "median_trained_per_s": median,
+        "ratio_to_single": {name: round(rate / median["single"], 2) for name, rate in median.items()},
+        "runs": runs,
+        "backlog": {"events": args.events, "users": args.users, "items": args.items, "content_dim": 384},
+        "machine": {"cpus": os.cpu_count(), "torch_threads_per_trainer": 1,
+                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+    }
+    out = args.out or Path("bench/results/trainer-group.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -45,16 +45,17 @@ def recommends_a_lens_after_a_lens(stack) -> None:
 
 
 def stream_through_a_kill(settings: Settings, applying: Callable[[], bool], kill: Callable[[], None],
-                          users: int = 40, events: int = 2400) -> dict[str, list[str]]:
-    """Send ``events`` interactions (2 ms apart) over ``users``; once a third is sent and
-    ``applying()`` holds, ``kill()``. Returns each user's items in the order sent, once the
-    cluster acknowledged every send."""
+                          users: int = 40, events: int = 2400,
+                          item_of: Callable[[int], str] = lambda n: f"i{n}") -> dict[str, list[str]]:
+    """Send ``events`` interactions (2 ms apart) over ``users``, event ``n`` on item
+    ``item_of(n)``; once a third is sent and ``applying()`` holds, ``kill()``. Returns each
+    user's items in the order sent, once the cluster acknowledged every send."""
     sent: dict[str, list[str]] = {f"u{n}": [] for n in range(users)}
     producer = make_producer(settings)
     try:
         futures = []
         for n in range(events):
-            event = InteractionEvent(event_id=f"e{n}", user_id=f"u{n % users}", item_id=f"i{n}")
+            event = InteractionEvent(event_id=f"e{n}", user_id=f"u{n % users}", item_id=item_of(n))
             futures.append(producer.send(topic_name(settings, INTERACTIONS), key=event.key, value=event.to_bytes()))
             sent[event.user_id].append(event.item_id)
             if n == events // 3:

@@ -20,6 +20,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import redis
 import torch
 import torch.distributed as dist
 from kafka.partitioner.default import murmur2
@@ -88,7 +89,12 @@ class GroupMember:
         generation = -1
         try:
             while True:
-                joined = self.membership.join(generation, self.worker.stop_event)
+                try:
+                    joined = self.membership.join(generation, self.worker.stop_event)
+                except redis.RedisError:  # a Redis failover, say: ask again
+                    log.warning("joining the trainer group failed; trying again", exc_info=True)
+                    self.worker.stop_event.wait(1.0)
+                    continue
                 if joined is None:
                     return
                 world, store = joined

@@ -3,7 +3,7 @@ learnrec's topics are replicated with ``min.insync.replicas`` 2, the whole stack
 history updater, trainer, serving) answers on it, and a broker killed in the middle of a stream
 loses no event the producers sent and applies none twice.
 
-Started once for the module on free ports (``start_or_skip``, tests/cluster_helpers.py).
+Started once for the module (tests/integration/conftest.py).
 """
 
 from __future__ import annotations
@@ -20,12 +20,10 @@ from learnrec.shared.kafka_io import ensure_topics
 from learnrec.shared.redis_keys import RedisKeys
 from learnrec.shared.topics import INTERACTIONS, topic_name, topic_specs
 from learnrec.stream.workers import build_history_worker
-from learnrec.testing.live_server import free_port
 from learnrec.testing.stack import LearnrecStack
 from tests.cluster_helpers import (
     assert_histories_are,
     recommends_a_lens_after_a_lens,
-    start_or_skip,
     stream_through_a_kill,
 )
 from tests.stream_helpers import wait_until
@@ -33,19 +31,9 @@ from tests.stream_helpers import wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> LocalKafkaCluster:
-    ports = [free_port() for _ in range(6)]
-    nodes = LocalKafkaCluster(Settings(), tmp_path_factory.mktemp("kafka-cluster"), tuple(ports[:3]),
-                              tuple(ports[3:]))
-    start_or_skip(nodes, "the three-node Kafka cluster")
-    yield nodes
-    nodes.down()
-
-
 @pytest.fixture
-def cluster_settings(settings: Settings, cluster: LocalKafkaCluster) -> Settings:
-    return settings.replace(KAFKA_BOOTSTRAP_SERVERS=cluster.bootstrap, replication_factor=3, partitions=4,
+def cluster_settings(settings: Settings, kafka_cluster: LocalKafkaCluster) -> Settings:
+    return settings.replace(KAFKA_BOOTSTRAP_SERVERS=kafka_cluster.bootstrap, replication_factor=3, partitions=4,
                             kafka_session_timeout_ms=6000)
 
 
@@ -81,7 +69,7 @@ def test_the_stack_answers_on_the_kafka_cluster(cluster_settings):
         recommends_a_lens_after_a_lens(stack)
 
 
-def test_a_broker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(cluster, cluster_settings,
+def test_a_broker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(kafka_cluster, cluster_settings,
                                                                             redis_client):
     """The leader of an interactions partition is SIGKILLed while a producer sends and the
     history updater applies: every user's history is then exactly the items sent."""
@@ -103,11 +91,11 @@ def test_a_broker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(clus
         assert wait_until(led, 30)
         victim = leaders[0]
         sent = stream_through_a_kill(settings, lambda: redis_client.exists(keys.history("u0")),
-                                     lambda: cluster.kill(victim))
+                                     lambda: kafka_cluster.kill(victim))
         assert_histories_are(redis_client, keys, sent)
     finally:
         worker.stop_event.set()
         runner.join(timeout=60)
         admin.close()
         if victim is not None:
-            cluster.up()  # the killed node starts again: three nodes for whatever runs next
+            kafka_cluster.up()  # the killed node starts again: three nodes for whatever runs next

@@ -4,18 +4,17 @@ updater, trainer, serving) answers from it, every key of a deployment shares one
 scripts and transactions run on one master, and when that master is killed mid-stream its
 replica takes over with every applied event (the workers wait for a replica before they commit).
 
-Started once for the module on free ports (``start_or_skip``, tests/cluster_helpers.py).
+Started once for the module (tests/integration/conftest.py).
 """
 
 from __future__ import annotations
 
-import socket
 import threading
 
 import pytest
 import redis
 
-from devtools.redis_cluster import NODES, LocalRedisCluster
+from devtools.redis_cluster import LocalRedisCluster
 from learnrec.shared.config import Settings
 from learnrec.shared.kafka_io import ensure_topics
 from learnrec.shared.redis_client import ReplicasBehind, make_redis, wait_for_replicas
@@ -25,38 +24,11 @@ from learnrec.testing.stack import LearnrecStack
 from tests.cluster_helpers import (
     assert_histories_are,
     recommends_a_lens_after_a_lens,
-    start_or_skip,
     stream_through_a_kill,
 )
 from tests.stream_helpers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _cluster_ports() -> tuple[int, ...]:
-    """Six consecutive free ports whose cluster-bus ports (port + 10000) are free too."""
-    for base in range(21000, 29000, 50):
-        ports = tuple(range(base, base + NODES))
-        if all(_free(port) and _free(port + 10000) for port in ports):
-            return ports
-    raise RuntimeError("no six free ports for a Redis Cluster")
-
-
-@pytest.fixture(scope="module")
-def redis_cluster(tmp_path_factory) -> LocalRedisCluster:
-    cluster = LocalRedisCluster(Settings(), tmp_path_factory.mktemp("redis-cluster"), _cluster_ports())
-    start_or_skip(cluster, "the Redis Cluster")
-    yield cluster
-    cluster.down()
 
 
 @pytest.fixture
