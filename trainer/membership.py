@@ -105,8 +105,9 @@ class Membership:
     def join(self, after_generation: int, stop: threading.Event) -> tuple[World, dist.Store] | None:
         """Wait for a world newer than ``after_generation`` that has this member (leading it
         when due); returns it and its store, or None once ``stop`` is set."""
-        self.client.sadd(self.keys.trainer_waiting(), self.member_id)
         while not stop.is_set():
+            # every turn: a Redis failover may have lost an earlier SADD (replication is async)
+            self.client.sadd(self.keys.trainer_waiting(), self.member_id)
             world = self.world()
             if world is not None and world.generation > after_generation and self.member_id in world.members:
                 host, port = world.store.rsplit(":", 1)

@@ -110,14 +110,16 @@ class ModelRegistry:
 
     def load_version(self, version: str) -> LoadedVersion:
         """The version's ONNX sessions, from files checked against the version's manifest: the
-        folder it was registered from when this host has it intact, else this host's cached copy
-        ``{model_dir}/{version}/``, fetched from Redis where it lacks or differs."""
+        folder it was registered from when that is in this host's ``model_dir`` and intact (the
+        publisher's own), else this host's cached copy ``{model_dir}/{version}/``, fetched from
+        Redis where it lacks or differs. A folder outside ``model_dir`` is never read, even when
+        it can be: on one machine it is another host's."""
         fields = self._meta(version)
         info, manifest = VersionInfo.from_hash(fields), json.loads(fields.get(b"files", b"{}"))
         if "item_tower.onnx" not in manifest:
             raise VersionError(f"model version {version!r}: no item_tower.onnx among its files")
         folder = info.path
-        if not files.matches(folder, manifest):
+        if folder.resolve().parent != self.model_dir.resolve() or not files.matches(folder, manifest):
             try:
                 folder = files.materialise(self.redis, self.keys.model_files(version), manifest, self.local_folder(version))
             except files.IntegrityError as exc:

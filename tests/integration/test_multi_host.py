@@ -172,13 +172,13 @@ def test_hosts_share_nothing_but_the_clusters_and_survive_a_broker_and_a_master(
 
         version = _all_serve_the_current_version(client, keys, serving, version)  # the trainers' versions
         produce(settings, stream_events(EVENTS, 200))
-        _all_serve_the_current_version(client, keys, serving, version)  # and the next flip
+        version = _all_serve_the_current_version(client, keys, serving, version)  # and the next flip
         assert all(host.process.poll() is None for host in hosts), [h.name for h in hosts if h.process.poll()]
     finally:
         _stop(hosts)
         client.close()
-    for host in serving:  # each replica fetched the versions' files from Redis into its own folder
-        assert any((host.folder / "models").rglob("*.onnx")), host.name
+    for host in serving:  # each replica fetched the version's files from Redis into its own folder
+        assert (host.folder / "models" / version / "item_tower.onnx").is_file(), host.name
     assert not list(tmp_path.rglob("online.ckpt"))  # the trainers' checkpoint is in Redis
 
 

@@ -39,7 +39,7 @@ def _loop(trainer=None) -> TrainerLoop:
 
 def test_a_fully_fenced_batch_starts_no_publish_clock(clock):
     added = []
-    trainer = SimpleNamespace(offsets={"interactions:0": 10}, add=lambda events, offsets: added.append(events))
+    trainer = SimpleNamespace(offsets={"interactions:0": 10}, add=lambda events, offsets, partitions: added.append(events))
     loop = _loop(trainer)
     event = InteractionEvent(event_id="e", user_id="u", item_id="i")
     loop.handle([Accepted(Record("interactions", 0, 9), event)])  # below the checkpoint: fenced

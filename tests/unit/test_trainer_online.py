@@ -258,7 +258,7 @@ def test_the_step_honours_the_negatives_policy_and_mask_history():
         looked_up: list[int] = []
         lookup = trainer.content.lookup
         trainer.content.lookup = lambda rows: looked_up.append(np.asarray(rows).shape) or lookup(rows)
-        return float(trainer.loss(batch)), [shape[0] for shape in looked_up if len(shape) == 1]
+        return float(trainer.loss(batch).detach()), [shape[0] for shape in looked_up if len(shape) == 1]
 
     assert first_step()[1] == [2, 12]  # the targets, then 12 sampled negatives of the 30 items
     assert first_step(full_softmax_max_items=30)[1] == [2, 30]
