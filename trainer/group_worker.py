@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import redis
 import torch
@@ -64,7 +64,6 @@ class GroupMember:
     settings: Settings
     max_idle_s: float | None = None
     loop: TrainerLoop | None = None
-    worlds: list[int] = field(default_factory=list)  # generations this member trained in
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -115,7 +114,6 @@ class GroupMember:
         except Exception:
             log.exception("world %d did not form; asking for the next", world.generation)
             return "failed"
-        self.worlds.append(world.generation)
         try:
             self.loop = TrainerLoop(self.settings, self._restore(rank, size), self.registry)
             log.info("world %d: rank %d of %d", world.generation, rank, size)

@@ -1,8 +1,9 @@
 """``learnrec train online``: the Kafka shell around :class:`~learnrec.trainer.online.OnlineTrainer`.
 
 - Partitions: the trainer assigns itself every partition of the interactions topic (it runs as
-  one instance) and seeks each to the next offset stored in its checkpoint, or to the beginning
-  of the log when the checkpoint has none. Its consumer group (``GROUP_TRAINER``) only receives
+  one instance; a trainer group shares them: :mod:`learnrec.trainer.group_worker`) and seeks
+  each to the next offset stored in its checkpoint, or to the beginning of the log when the
+  checkpoint has none. Its consumer group (``GROUP_TRAINER``) only receives
   commits for lag monitoring; resuming never reads them.
 - Records go through :class:`learnrec.shared.worker.BatchWorker` (decode, dead-letter the bad ones).
   The handler's only IO (fetching content embeddings from Redis) happens before it changes any
