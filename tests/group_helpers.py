@@ -22,14 +22,15 @@ DIM = 8
 ITEMS = 30
 
 
-def small_trainer() -> OnlineTrainer:
-    """The same small model on every member (seeded), every item known, IDs from the first event."""
+def small_trainer(**overrides) -> OnlineTrainer:
+    """The same small model on every member (seeded), every item known, IDs from the first event
+    (``overrides``: of its training config)."""
     torch.manual_seed(0)
     table = ContentTable(DIM)
     vectors = np.random.default_rng(0).standard_normal((ITEMS, DIM)).astype(np.float32)
     table.update([f"i{k}" for k in range(ITEMS)], vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
     cfg = TrainConfig.from_settings(Settings()).override(batch_size=16, negatives=12, audit=True, gate_events=0,
-                                                         id_min_count=1, replay_fraction=0.0)
+                                                         id_min_count=1, replay_fraction=0.0).override(**overrides)
     model = LearnModel(LearnConfig(DIM, model_dim=32, num_layers=1, output_dim=16, max_len=8))
     return OnlineTrainer(model, table, cfg, encoder="test")
 

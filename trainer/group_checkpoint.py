@@ -122,7 +122,8 @@ def member_state(state: GroupState, owned: set[str], partition_of: Callable[[str
     """The ``extra`` of :meth:`OnlineTrainer.restore` for the member of ``rank`` owning the
     partitions ``owned`` (``"topic:partition"``; ``partition_of(user_id)`` names a user's):
     their users' sequences, held-back events and offsets; a ``1/size`` share of the pooled
-    replay sample; the trained count and audit go to rank 0 (they are summed over parts)."""
+    replay sample (shuffled by ``seed``, the same on every member, so the shares are disjoint);
+    the trained count and audit go to rank 0 (they are summed over parts)."""
     seqs = {u: s for part in state.parts for u, s in part["sequences"]["seqs"].items() if partition_of(u) in owned}
     first = state.parts[0]
     def mine(entry: tuple) -> bool:  # a held-back event from before partitions were kept: rank 0's

@@ -136,7 +136,7 @@ class GroupMember:
             trainer = build_trainer(s, self.client, self.registry)  # trainer_init or scratch
         else:
             extra = group_checkpoint.member_state(state, owned, partition_of_user(self.topic, len(every)),
-                                                  rank, size, s.trainer.seed + rank)
+                                                  rank, size, s.trainer.seed)
             model = state.model()
             trainer = OnlineTrainer.restore(model, extra, ContentTable(model.config.content_dim, self.client, self.keys),
                                             TrainConfig.from_settings(s), serving_encoder(s, self.registry))
