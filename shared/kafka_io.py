@@ -106,6 +106,10 @@ def make_consumer(
         **FETCH_LIMITS,
         "session_timeout_ms": settings.connection.kafka_session_timeout_ms,
         "heartbeat_interval_ms": settings.connection.kafka_session_timeout_ms // 3,
+        # kafka-python's default, 305 s, is how long a blocking call (end_offsets for the lag
+        # report, a commit) can wait on a request sent to a broker that died: a worker stalled
+        # for minutes after a broker failover (a trainer group stalls with it)
+        "request_timeout_ms": max(30_000, settings.connection.kafka_session_timeout_ms + 5_000),
         "client_id": f"learnrec-{group_id}",
         **kafka_security(settings),
     }

@@ -243,12 +243,14 @@ class BatchWorker(Generic[E]):
         if now - self._last_lag < self._lag_every_s:
             return
         self._last_lag = now
-        try:
-            assigned = list(self.consumer.assignment())
-            if not assigned:
-                return
-            ends = self.consumer.end_offsets(assigned)
-            lag = sum(max(0, ends[tp] - self.consumer.position(tp)) for tp in assigned)
+        try:  # never blocks: the log ends the fetches last reported, the positions known
+            # (end_offsets and position() without a timeout wait for as long as a dead
+            # partition leader stays unanswered: minutes after a broker failover)
+            lag = 0
+            for tp in self.consumer.assignment():
+                end, position = self.consumer.highwater(tp), self.consumer.position(tp, timeout_ms=0)
+                if end is not None and position is not None:
+                    lag += max(0, end - position)
             CONSUMER_LAG.labels(self.name).set(lag)
         except Exception:  # lag is best-effort telemetry, never a reason to stop
             log.debug("lag report failed", exc_info=True)

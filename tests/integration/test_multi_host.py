@@ -83,6 +83,15 @@ def _stop(hosts: list[Host]) -> None:
             host.process.wait()
 
 
+def _stacks(hosts: list[Host]) -> list[str]:
+    """Each host's log tail after SIGUSR1 made it write every thread's stack there (a stuck
+    process shows where it waits)."""
+    for host in hosts:
+        host.process.send_signal(signal.SIGUSR1)
+    wait_until(lambda: False, 2)
+    return [host.log() for host in hosts]
+
+
 def _partition_leader(settings: Settings) -> int:
     admin = KafkaAdminClient(bootstrap_servers=settings.connection.kafka_bootstrap_servers)
     try:
@@ -163,7 +172,7 @@ def test_hosts_share_nothing_but_the_clusters_and_survive_a_broker_and_a_master(
             state = group_checkpoint.read(client, keys)
             return state is not None and sum(part["trained"] for part in state.parts) >= EVENTS
 
-        assert wait_until(all_trained, 180), [h.log() for h in hosts if h.name.startswith("trainer")]
+        assert wait_until(all_trained, 180), _stacks([h for h in hosts if h.name.startswith("trainer")])
         audit: dict[str, int] = {}
         for part in group_checkpoint.read(client, keys).parts:
             for event_id, times in part["audit"].items():
