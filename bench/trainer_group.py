@@ -26,38 +26,20 @@ import time
 import uuid
 from pathlib import Path
 
-import numpy as np
 from kafka import KafkaAdminClient
 
 from bench.scratch import delete_scratch
+from bench.trainer_throughput import produce_events, put_items, synthetic_events
 from learnrec.shared.config import Settings, process_env
-from learnrec.shared.kafka_io import ensure_topics, kafka_security, make_producer
+from learnrec.shared.kafka_io import ensure_topics, kafka_security
 from learnrec.shared.redis_client import make_redis
 from learnrec.shared.redis_keys import RedisKeys
-from learnrec.shared.schemas import InteractionEvent
-from learnrec.shared.topics import GROUP_TRAINER, INTERACTIONS, group_name, topic_name
+from learnrec.shared.topics import GROUP_TRAINER, group_name
 from learnrec.trainer.membership import World
 
 log = logging.getLogger("bench.trainer_group")
 
 WARM_UP = 200
-
-
-def _events(n: int, users: int, items: int, seed: int, prefix: str) -> list[InteractionEvent]:
-    rng = np.random.default_rng(seed)
-    popularity = 1.0 / np.arange(1, items + 1) ** 0.8
-    chosen = rng.choice(items, size=n, p=popularity / popularity.sum())
-    who = rng.integers(0, users, size=n)
-    return [InteractionEvent(event_id=f"{prefix}{k}", user_id=f"u{who[k]}", item_id=f"i{chosen[k]}") for k in range(n)]
-
-
-def _produce(settings: Settings, events: list[InteractionEvent]) -> None:
-    producer = make_producer(settings, linger_ms=50)
-    topic = topic_name(settings, INTERACTIONS)
-    for event in events:
-        producer.send(topic, key=event.key, value=event.to_bytes())
-    producer.flush()
-    producer.close()
 
 
 def _start(settings: Settings, workdir: Path, group: bool) -> subprocess.Popen:
@@ -81,8 +63,7 @@ def _wait(condition, what: str, timeout_s: float = 180.0) -> None:
         time.sleep(0.05)
 
 
-def measure(base: Settings, workdir: Path, trainers: int, group: bool, events: int, users: int, items: int,
-            put_items) -> dict:
+def measure(base: Settings, workdir: Path, trainers: int, group: bool, events: int, users: int, items: int) -> dict:
     """One configuration: ``trainers`` processes (``group``: as a trainer group) on a fresh prefix."""
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     settings = base.replace(topic_prefix=f"{prefix}.", redis_prefix=prefix)
@@ -103,10 +84,9 @@ def measure(base: Settings, workdir: Path, trainers: int, group: bool, events: i
     try:
         put_items(client, keys, items, 384)
         processes = [_start(settings, workdir / f"{prefix}-{n}", group) for n in range(trainers)]
-        _produce(settings, _events(WARM_UP, users, items, 0, "w"))
+        produce_events(settings, synthetic_events(WARM_UP, users, items, 0, "w"))
         _wait(lambda: met() and consumed() >= WARM_UP, "the trainers to start")
-        backlog = _events(events, users, items, 1, "b")
-        _produce(settings, backlog)
+        produce_events(settings, synthetic_events(events, users, items, 1, "b"))
         marks: dict[float, float] = {}
         while len(marks) < 2:
             done = consumed() - WARM_UP

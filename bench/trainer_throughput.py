@@ -62,18 +62,26 @@ def put_items(client, keys: RedisKeys, n: int, dim: int, seed: int = 0, chunk: i
         pipe.execute()
 
 
-def bench_training(settings: Settings, events: int, users: int, items: int) -> dict:
-    rng = np.random.default_rng(1)
+def synthetic_events(n: int, users: int, items: int, seed: int, prefix: str) -> list[InteractionEvent]:
+    """``n`` interactions of uniform users on Zipf-distributed items (exponent 0.8)."""
+    rng = np.random.default_rng(seed)
     popularity = 1.0 / np.arange(1, items + 1) ** 0.8
-    chosen = rng.choice(items, size=events, p=popularity / popularity.sum())
-    who = rng.integers(0, users, size=events)
+    chosen = rng.choice(items, size=n, p=popularity / popularity.sum())
+    who = rng.integers(0, users, size=n)
+    return [InteractionEvent(event_id=f"{prefix}{k}", user_id=f"u{who[k]}", item_id=f"i{chosen[k]}") for k in range(n)]
+
+
+def produce_events(settings: Settings, events: list[InteractionEvent]) -> None:
     producer = make_producer(settings, linger_ms=50)
     topic = topic_name(settings, INTERACTIONS)
-    for k in range(events):
-        event = InteractionEvent(event_id=f"b{k}", user_id=f"u{who[k]}", item_id=f"i{chosen[k]}")
+    for event in events:
         producer.send(topic, key=event.key, value=event.to_bytes())
     producer.flush()
     producer.close()
+
+
+def bench_training(settings: Settings, events: int, users: int, items: int) -> dict:
+    produce_events(settings, synthetic_events(events, users, items, 1, "b"))
     idle_s = 3.0
     started = time.perf_counter()
     loop = run(settings, max_idle_s=idle_s)
@@ -157,8 +165,7 @@ def compare_group(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeats):
             for name, (n, group) in configurations.items():
-                runs[name].append(measure(Settings(), Path(tmp), n, group, args.events, args.users, args.items,
-                                          put_items))
+                runs[name].append(measure(Settings(), Path(tmp), n, group, args.events, args.users, args.items))
     median = {name: float(np.median([r["trained_per_s"] for r in rs])) for name, rs in runs.items()}
     result = {
         "median_trained_per_s": median,

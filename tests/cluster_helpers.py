@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from kafka import KafkaAdminClient
 
 from devtools.local_services import ServiceError
 from learnrec.shared.config import Settings
@@ -42,6 +43,23 @@ def recommends_a_lens_after_a_lens(stack) -> None:
     stack.wait_until_reflected("u1", "lens-a")
     answer = stack.client.for_user("u1", k=1)
     assert answer.source == "personal" and answer.item_ids == ["lens-b"]
+
+
+def partition_leader(settings: Settings, partition: int = 0) -> int:
+    """The broker leading ``partition`` of the interactions topic (once one is elected)."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.connection.kafka_bootstrap_servers, client_id="test-admin")
+    try:
+        leaders: dict[int, int] = {}
+
+        def led() -> bool:
+            partitions = admin.describe_topics([topic_name(settings, INTERACTIONS)])[0]["partitions"]
+            leaders.update({p["partition"]: p["leader"] for p in partitions if p["leader"] >= 0})
+            return partition in leaders
+
+        assert wait_until(led, 30)
+        return leaders[partition]
+    finally:
+        admin.close()
 
 
 def stream_through_a_kill(settings: Settings, applying: Callable[[], bool], kill: Callable[[], None],

@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.distributed as dist
 
-from learnrec.trainer.examples import collate
 from learnrec.trainer.online import OnlineTrainer, Released
 
 
@@ -73,9 +72,7 @@ def group_step(trainer: OnlineTrainer, released: Released) -> None:
     targets = [target for _, target in released.examples]
     gathered: list[list[str] | None] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, targets)
-    trainer.count_ids(t for member in gathered for t in member or ())
-    examples = trainer.with_replay(released.examples)
-    batch = collate(examples, trainer.content, trainer.ids, trainer.history_len) if examples else None
+    batch = trainer.batch(released, [t for member in gathered for t in member or ()])
     trainer.optimizer.zero_grad(set_to_none=True)
     n = 0
     if batch is not None:
@@ -83,7 +80,7 @@ def group_step(trainer: OnlineTrainer, released: Released) -> None:
         n = len(batch.target)
         (loss * n).backward()
         trainer.last_loss = float(loss.detach())
-    table = trainer.model.id_table  # after count_ids: it may have grown
+    table = trainer.model.id_table  # after the batch: counting its targets may have grown it
     params = [p for p in trainer.model.parameters() if p is not table]
     flat = torch.cat([torch.zeros(p.numel()) if p.grad is None else p.grad.reshape(-1) for p in params]
                      + [torch.tensor([float(n)])])

@@ -199,25 +199,27 @@ class OnlineTrainer:
         released = self.take_released()
         if not released:
             return
-        examples = self.with_replay(released.examples)
-        if examples:
-            self.count_ids(target for _, target in released.examples)
-            batch = collate(examples, self.content, self.ids, self.history_len)
-            if batch is not None:
-                self.optimizer.zero_grad(set_to_none=True)
-                loss = self.loss(batch)
-                loss.backward()
-                self.apply_gradients()
-                self.last_loss = float(loss.detach())
+        batch = self.batch(released, [target for _, target in released.examples])
+        if batch is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss(batch)
+            loss.backward()
+            self.apply_gradients()
+            self.last_loss = float(loss.detach())
         self.count_trained(released)
 
-    def with_replay(self, examples: list[Example]) -> list[Example]:
-        """``examples`` and the replay sample mixed in with them."""
-        examples = list(examples)
-        if examples and self.stream.replay_fraction:
+    def batch(self, released: Released, trained_targets) -> Batch | None:
+        """The step's batch: ``released``'s examples and the replay sample mixed in with them
+        (None: no example), after counting ``trained_targets`` towards ID rows (a trainer
+        group counts every member's targets, so the ID rows grow alike on all)."""
+        self._count_ids(trained_targets)
+        examples = released.examples
+        if not examples:
+            return None
+        if self.stream.replay_fraction:
             n_replay = max(1, round(self.stream.replay_fraction * len(examples)))
             examples += examples_from_snapshots(self.replay.sample(n_replay), self._rng)
-        return examples
+        return collate(examples, self.content, self.ids, self.history_len)
 
     def count_trained(self, released: Released) -> None:
         self.trained += len(released)
@@ -225,7 +227,7 @@ class OnlineTrainer:
             for event_id, _ in released.entries:
                 self.audit[event_id] = self.audit.get(event_id, 0) + 1
 
-    def count_ids(self, items) -> None:
+    def _count_ids(self, items) -> None:
         """Count trained interactions; an item reaching ``id_min_count`` gets an ID row."""
         ready = []
         for item in items:

@@ -18,11 +18,12 @@ from devtools.kafka_cluster import LocalKafkaCluster
 from learnrec.shared.config import Settings
 from learnrec.shared.kafka_io import ensure_topics
 from learnrec.shared.redis_keys import RedisKeys
-from learnrec.shared.topics import INTERACTIONS, topic_name, topic_specs
+from learnrec.shared.topics import topic_specs
 from learnrec.stream.workers import build_history_worker
 from learnrec.testing.stack import LearnrecStack
 from tests.cluster_helpers import (
     assert_histories_are,
+    partition_leader,
     recommends_a_lens_after_a_lens,
     stream_through_a_kill,
 )
@@ -79,23 +80,14 @@ def test_a_broker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(kafk
     worker = build_history_worker(settings)
     runner = threading.Thread(target=worker.run, name="history-updater")
     runner.start()
-    admin, victim = _admin(settings), None
+    victim = None
     try:
-        leaders: dict[int, int] = {}
-
-        def led() -> bool:
-            partitions = admin.describe_topics([topic_name(settings, INTERACTIONS)])[0]["partitions"]
-            leaders.update({p["partition"]: p["leader"] for p in partitions})
-            return 0 in leaders
-
-        assert wait_until(led, 30)
-        victim = leaders[0]
+        victim = partition_leader(settings)
         sent = stream_through_a_kill(settings, lambda: redis_client.exists(keys.history("u0")),
                                      lambda: kafka_cluster.kill(victim))
         assert_histories_are(redis_client, keys, sent)
     finally:
         worker.stop_event.set()
         runner.join(timeout=60)
-        admin.close()
         if victim is not None:
             kafka_cluster.up()  # the killed node starts again: three nodes for whatever runs next

@@ -23,17 +23,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from kafka import KafkaAdminClient
 
-from learnrec.shared.config import Settings, process_env
+from learnrec.shared.config import process_env
 from learnrec.shared.kafka_io import ensure_topics
 from learnrec.shared.redis_client import make_redis
 from learnrec.shared.redis_keys import RedisKeys
-from learnrec.shared.schemas import ItemEvent
-from learnrec.shared.topics import INTERACTIONS, topic_name
+from learnrec.shared.schemas import InteractionEvent, ItemEvent
 from learnrec.testing.live_server import free_port
 from learnrec.trainer import group_checkpoint
-from tests.cluster_helpers import assert_histories_are, stream_through_a_kill
+from tests.cluster_helpers import assert_histories_are, partition_leader, stream_through_a_kill
 from tests.stream_helpers import produce, save_tiny_encoder, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -92,22 +90,6 @@ def _stacks(hosts: list[Host]) -> list[str]:
     return [host.log() for host in hosts]
 
 
-def _partition_leader(settings: Settings) -> int:
-    admin = KafkaAdminClient(bootstrap_servers=settings.connection.kafka_bootstrap_servers)
-    try:
-        leaders: dict[int, int] = {}
-
-        def led() -> bool:
-            partitions = admin.describe_topics([topic_name(settings, INTERACTIONS)])[0]["partitions"]
-            leaders.update({p["partition"]: p["leader"] for p in partitions if p["leader"] >= 0})
-            return 0 in leaders
-
-        assert wait_until(led, 30)
-        return leaders[0]
-    finally:
-        admin.close()
-
-
 def _all_serve_the_current_version(client, keys: RedisKeys, serving: list[Host], previous: str | None) -> str:
     """Wait for a flip past ``previous``; then every replica must answer with the current version."""
     def flipped() -> bool:
@@ -154,7 +136,7 @@ def test_hosts_share_nothing_but_the_clusters_and_survive_a_broker_and_a_master(
         assert wait_until(lambda: client.scard(keys.items()) == ITEMS, 180), hosts[0].log()
         version = _all_serve_the_current_version(client, keys, serving, None)  # the item encoder's bootstrap
 
-        broker, master = _partition_leader(settings), client.get_node_from_key(keys.history_applied()).port
+        broker, master = partition_leader(settings), client.get_node_from_key(keys.history_applied()).port
 
         def kill_both() -> None:
             kafka_cluster.kill(broker)
@@ -180,7 +162,8 @@ def test_hosts_share_nothing_but_the_clusters_and_survive_a_broker_and_a_master(
         assert audit == {f"e{n}": 1 for n in range(EVENTS)}
 
         version = _all_serve_the_current_version(client, keys, serving, version)  # the trainers' versions
-        produce(settings, stream_events(EVENTS, 200))
+        produce(settings, [InteractionEvent(event_id=f"e{k}", user_id=f"u{k % 40}", item_id=f"i{k % ITEMS}")
+                           for k in range(EVENTS, EVENTS + 200)])
         version = _all_serve_the_current_version(client, keys, serving, version)  # and the next flip
         assert all(host.process.poll() is None for host in hosts), [h.name for h in hosts if h.process.poll()]
     finally:
@@ -189,10 +172,3 @@ def test_hosts_share_nothing_but_the_clusters_and_survive_a_broker_and_a_master(
     for host in serving:  # each replica fetched the version's files from Redis into its own folder
         assert (host.folder / "models" / version / "item_tower.onnx").is_file(), host.name
     assert not list(tmp_path.rglob("online.ckpt"))  # the trainers' checkpoint is in Redis
-
-
-def stream_events(start: int, n: int):
-    from learnrec.shared.schemas import InteractionEvent
-
-    return [InteractionEvent(event_id=f"e{k}", user_id=f"u{k % 40}", item_id=f"i{k % ITEMS}")
-            for k in range(start, start + n)]
