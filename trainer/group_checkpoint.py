@@ -98,15 +98,20 @@ def _part_keys(keys: RedisKeys, checkpoint_id: str, parts: int) -> list[str]:
 
 
 def read(client: redis.Redis, keys: RedisKeys) -> GroupState | None:
-    """The checkpoint the manifest names, or None when the group has none."""
+    """The checkpoint the manifest names, or None when the group has none. A checkpoint written
+    while this reads flips the manifest and deletes the parts being read: then the new one is
+    read (parts missing under an unchanged manifest are an error)."""
     raw = client.get(keys.trainer_checkpoint())
-    if raw is None:
-        return None
-    manifest = json.loads(raw)
-    shared, *parts = (client.get(k) for k in _part_keys(keys, manifest["id"], manifest["parts"]))
-    if shared is None or any(p is None for p in parts):
-        raise RuntimeError(f"trainer checkpoint {manifest['id']} is incomplete in Redis")
-    return GroupState(_loads(shared), [_loads(p) for p in parts])
+    while raw is not None:
+        manifest = json.loads(raw)
+        shared, *parts = client.mget(_part_keys(keys, manifest["id"], manifest["parts"]))  # one slot
+        if shared is not None and all(p is not None for p in parts):
+            return GroupState(_loads(shared), [_loads(p) for p in parts])
+        now = client.get(keys.trainer_checkpoint())
+        if now == raw:
+            raise RuntimeError(f"trainer checkpoint {manifest['id']} is incomplete in Redis")
+        raw = now
+    return None
 
 
 def from_file(path: Path) -> GroupState:
