@@ -29,6 +29,10 @@ class ServingMetrics:
         self.answers = Counter(
             "learnrec_recommendations_total", "Answers by source", ["source"], registry=r
         )
+        self.model_batch = Histogram(
+            "learnrec_model_batch_size", "Requests per batch of the user tower (serving/model_step.py)",
+            buckets=(1, 2, 4, 8, 16, 32), registry=r,
+        )
         self.swaps = Counter("learnrec_model_swaps_total", "Model versions swapped in", registry=r)
         self.version = Gauge(
             "learnrec_model_version_info", "The model version serving (value 1)", ["version"],

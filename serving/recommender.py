@@ -4,8 +4,8 @@ Every answer pins one model version (:meth:`VersionHolder.pin_current`) for its 
 user tower that makes the user vector and the index searched are that version's. The request
 path costs one Redis round trip when the content cache is warm (``LRANGE`` of the history) and a
 second, pipelined one for the embeddings it misses (``HGET {p}:item:{id} content`` each). The
-user tower and the index search run on the event loop: moved to worker threads they made p99
-4x worse on two cores (docs/SERVING.md).
+user tower and the index search of concurrent requests run in batches, one per turn of the event
+loop (:mod:`learnrec.serving.model_step`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 from learnrec.serving.content_cache import ContentCache
 from learnrec.serving.filters import NO_FILTER, FactsReader, ItemFilter, filtered
+from learnrec.serving.model_step import ModelStep
 from learnrec.serving.popular import PopularItems
 from learnrec.serving.versions import ServingVersion, VersionHolder
 from learnrec.shared.redis_keys import RedisKeys
@@ -50,12 +51,14 @@ class Recommender:
         holder: VersionHolder,
         cache: ContentCache,
         popular: PopularItems,
+        model_step: ModelStep,
     ) -> None:
         self._keys = keys
         self._redis = client
         self._holder = holder
         self._cache = cache
         self._popular = popular
+        self._model_step = model_step
         self._facts = FactsReader(client, keys)
 
     async def for_user(self, user_id: str, k: int, exclude_seen: bool = True,
@@ -124,8 +127,10 @@ class Recommender:
         if not known:
             items = await filtered(lambda n: self._popular.top(n, skip, version.index), k, item_filter, self._facts)
             return Answer(version.version, "popular", items)
-        content = np.stack([contents[i] for i in known])[None]  # [1, L, content_dim]
-        mask = np.ones(content.shape[:2], dtype=np.int64)  # [1, L]
-        user = version.user_vectors(content, mask, [known])[0]  # [output_dim]
+        content = np.stack([contents[i] for i in known])  # [L, content_dim]
+        if not item_filter.reads_facts:
+            items = await self._model_step.search(version, known, content, k, skip)
+            return Answer(version.version, "personal", items)
+        user = await self._model_step.user_vector(version, known, content)  # [vector_dim]
         items = await filtered(lambda n: version.index.search(user, n, skip), k, item_filter, self._facts)
         return Answer(version.version, "personal", items)

@@ -2,12 +2,20 @@
 
 Start order matters: the item-update tailer takes the stream's end id before the version manager
 starts loading, so every vector written during a load reaches the new index.
+
+After each version swap the process's objects so far (imported modules, the version's index) are
+frozen out of the garbage collector (``gc.freeze``): a full collection then walks only what came
+after, instead of stalling the event loop for tens of milliseconds (47 ms measured at 100,000
+items), which under load turned into a burst of shed requests.
 """
 
 from __future__ import annotations
 
+import gc
+
 from learnrec.serving.content_cache import ContentCache
 from learnrec.serving.metrics import ServingMetrics
+from learnrec.serving.model_step import ModelStep
 from learnrec.serving.popular import PopularItems
 from learnrec.serving.recommender import Recommender
 from learnrec.serving.updates import UpdateTailer
@@ -32,7 +40,8 @@ class ServingService:
         self.popular = PopularItems(settings, self._sync_redis)
         self.tailer = UpdateTailer(settings, self._sync_redis, self.holder, self.cache.invalidate)
         self.manager = VersionManager(settings, self._sync_redis, self.holder, self._swapped)
-        self.recommender = Recommender(keys, self._async_redis, self.holder, self.cache, self.popular)
+        model_step = ModelStep(settings.serving.max_model_batch, self.metrics.model_batch.observe)
+        self.recommender = Recommender(keys, self._async_redis, self.holder, self.cache, self.popular, model_step)
 
     @property
     def ready(self) -> bool:
@@ -52,3 +61,4 @@ class ServingService:
 
     def _swapped(self, version: ServingVersion) -> None:
         self.metrics.version_swapped(version.version)
+        gc.freeze()

@@ -145,7 +145,8 @@ class ServingSettings(BaseSettings):
     api_keys: SecretStr = SecretStr("")
     metrics_open: bool = True
     max_body_bytes: int = Field(default=64 * 1024, ge=1)
-    max_in_flight: int = Field(default=32, ge=1)  # more /v1/ requests at once: 503 (serving/shedding.py)
+    max_in_flight: int = Field(default=12, ge=1)  # more /v1/ requests at once: 503 (serving/shedding.py)
+    max_model_batch: int = Field(default=4, ge=1)  # requests per user-tower batch (serving/model_step.py)
     exact_below: int = Field(default=20_000, ge=1)
     hnsw_ef: int = Field(default=128, ge=1)
     hnsw_m: int = Field(default=16, ge=2)
