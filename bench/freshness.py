@@ -74,7 +74,7 @@ class Announcements:
         self._thread.join()
 
 
-def _item(n: int, tag: str, rng: np.random.Generator) -> ItemEvent:
+def new_item(n: int, tag: str, rng: np.random.Generator) -> ItemEvent:
     title = " ".join(rng.choice(WORDS, size=4))
     return ItemEvent(item_id=f"{tag}{n}", title=f"{title} {tag}{n}", brand=str(rng.choice(WORDS)),
                      category="Lab supplies")
@@ -86,7 +86,7 @@ def _start(worker: BatchWorker) -> threading.Thread:
     return thread
 
 
-def _percentiles(latencies_s: list[float]) -> dict[str, float]:
+def percentiles_ms(latencies_s: list[float]) -> dict[str, float]:
     ms = np.asarray(latencies_s) * 1000
     return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1),
             "max_ms": round(float(ms.max()), 1), "n": len(ms)}
@@ -102,14 +102,14 @@ def measure_freshness(settings: Settings, announcements: Announcements, rate: fl
     start = time.monotonic()
     for n in range(count):
         time.sleep(max(0.0, start + n / rate - time.monotonic()))
-        event = _item(n, tag, rng)
+        event = new_item(n, tag, rng)
         sent[event.item_id] = time.time()
         producer.send(topic, key=event.key, value=event.to_bytes())
     producer.flush()
     producer.close()
     if not announcements.wait_for(list(sent), timeout_s=60):
         raise RuntimeError(f"items at {rate}/s were not all announced within 60 s")
-    return _percentiles([announcements.seen[i] - t for i, t in sent.items()])
+    return percentiles_ms([announcements.seen[i] - t for i, t in sent.items()])
 
 
 def measure_encoder_throughput(settings: Settings, announcements: Announcements, count: int,
@@ -117,7 +117,7 @@ def measure_encoder_throughput(settings: Settings, announcements: Announcements,
     """Items per second through the running item encoder, from a backlog of ``count`` new items."""
     producer = make_producer(settings)
     topic = topic_name(settings, ITEMS)
-    events = [_item(n, "t-", rng) for n in range(count)]
+    events = [new_item(n, "t-", rng) for n in range(count)]
     started = time.time()
     for event in events:
         producer.send(topic, key=event.key, value=event.to_bytes())

@@ -63,15 +63,16 @@ def _unit(rows: np.ndarray) -> np.ndarray:
     return (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
 
 
-def fill(settings: Settings, args: argparse.Namespace) -> str:
-    """Catalogue, histories and a registered current model version; returns the version id."""
+def fill(settings: Settings, args: argparse.Namespace, encoder: str = "bench-random") -> str:
+    """Catalogue, histories and a registered current model version (for content encoder
+    ``encoder``: an item encoder of another id refuses to write vectors for it); returns its id."""
     client = make_redis(settings)
     keys = RedisKeys.from_settings(settings)
     # a hybrid model with an ID row for every item: the request path looks rows up as it would
     torch_model = LearnModel(LearnConfig(content_dim=args.content_dim, output_dim=args.output_dim, id_rows=args.items,
                                          content_blend=args.content_blend))
     version = f"v{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-bench0"
-    export_version(torch_model, settings.versions.model_dir / version, {"encoder": "bench-random"},
+    export_version(torch_model, settings.versions.model_dir / version, {"encoder": encoder},
                    [f"item-{n}" for n in range(args.items)])
     rng = np.random.default_rng(0)
     histories = [rng.integers(0, args.items, int(rng.integers(5, 51))) for _ in range(args.users)]

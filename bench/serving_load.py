@@ -11,8 +11,10 @@ latency), and each rate reports how late the generator itself woke (``client_lat
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
+import json
 import time
 
 import numpy as np
@@ -114,3 +116,20 @@ async def open_loop(port: int, users: int, rate: int, duration_s: float, timeout
             "achieved_rps": round(total / elapsed, 1), "outcomes": outcomes,
             "accepted_p50_ms": accepted[0], "accepted_p99_ms": accepted[1], "shed_p99_ms": shed[1],
             "client_late_p99_ms": percentiles(late)[1]}
+
+
+def main() -> None:
+    """``python -m bench.serving_load --port P --rate R --duration-s S``: one open-loop run against a
+    server already up; prints its figures as JSON (other benchmarks run it as a process of its own)."""
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--users", type=int, default=2000, help="requests go to user-0 .. user-(users-1)")
+    parser.add_argument("--rate", type=int, required=True, help="requests per second")
+    parser.add_argument("--duration-s", type=float, required=True)
+    parser.add_argument("--timeout-s", type=float, default=2.0)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(open_loop(args.port, args.users, args.rate, args.duration_s, args.timeout_s))))
+
+
+if __name__ == "__main__":
+    main()
