@@ -19,8 +19,11 @@ blend of docs/MODEL.md, its vectors ``output_dim + content_dim`` wide):
 Writes ``bench/results/serving.json``: ``catalogue``, ``rps[rate]`` (``p50_ms``, ``p99_ms``
 over every request, ``accepted_p50_ms`` / ``accepted_p99_ms`` over the answered ones (200),
 ``shed_p99_ms`` over the ones shed with 503, ``error_rate`` (anything but 200), ``sent``,
-``achieved_rps``, ``client_late_p99_ms``), ``floor_p50_ms``, ``floor_p99_ms``, the serving
-settings, and ``targets``: issue 16's figures (p99 at 300 req/s, HTTP p50 over the floor, the
+``achieved_rps``, ``client_late_p99_ms``, ``redis_forks``: Redis's AOF rewrites or saves that
+started during the rate, each a child process taking a core; every rate starts once none runs),
+``floor_p50_ms``, ``floor_p99_ms``, ``memory``
+(the version's index snapshot on disk, in all and per item, and the server's resident memory
+once ready and after the load), the serving settings, and ``targets``: issue 16's figures (p99 at 300 req/s, HTTP p50 over the floor, the
 saturation rate (the highest rate answered in full with p99 <= 50 ms) and the overload figures
 at twice it or more).
 """
@@ -129,6 +132,27 @@ def start_server(settings: Settings, port: int, log_path: Path) -> subprocess.Po
         )
 
 
+def quiet_redis(client, timeout_s: float = 120) -> int:
+    """Wait until Redis is not rewriting its append-only file or saving (a child process that
+    takes a core for seconds after a large fill or delete); returns its fork count so far."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        persistence = client.info("persistence")
+        if not (persistence["aof_rewrite_in_progress"] or persistence["rdb_bgsave_in_progress"]
+                or persistence.get("aof_rewrite_scheduled")):
+            return int(client.info("stats")["total_forks"])
+        time.sleep(0.5)
+    raise TimeoutError("Redis was still rewriting its AOF or saving")
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory in MB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
 def wait_ready(server: subprocess.Popen, port: int, timeout_s: float, log_path: Path) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
@@ -162,13 +186,19 @@ def run(args: argparse.Namespace) -> dict:
         server = start_server(settings, args.port, server_log)
         ready_s = wait_ready(server, args.port, 300, server_log)
         loaded_snapshot = "from its index snapshot" in server_log.read_text()
+        memory = {"snapshot_bytes": sum(f.stat().st_size for f in model_dir.glob("*/index/*")),
+                  "server_rss_ready_mb": rss_mb(server.pid)}
         asyncio.run(open_loop(args.port, args.users, 100, args.warmup_s, args.timeout_s))
         rates = {}
+        redis = make_redis(settings)
         for rate in args.rates:
+            forks = quiet_redis(redis)
             rates[str(rate)] = asyncio.run(
                 open_loop(args.port, args.users, rate, args.duration_s, args.timeout_s)
-            )
+            ) | {"redis_forks": int(redis.info("stats")["total_forks"]) - forks}
             print(f"{rate} rps: {rates[str(rate)]}", flush=True)
+        redis.close()
+        memory["server_rss_end_mb"] = rss_mb(server.pid)
     finally:
         if server is not None:
             server.send_signal(signal.SIGTERM)
@@ -192,7 +222,8 @@ def run(args: argparse.Namespace) -> dict:
         "index_build_s": load_s,
         "server_ready_s": round(ready_s, 2),
         "server_loaded_snapshot": loaded_snapshot,
-        "settings": {"max_in_flight": settings.serving.max_in_flight,
+        "memory": memory | {"snapshot_bytes_per_item": round(memory["snapshot_bytes"] / args.items, 1)},
+        "settings": {"max_in_flight": settings.serving.max_in_flight, "max_queue_ms": settings.serving.max_queue_ms,
                      "max_model_batch": settings.serving.max_model_batch, "hnsw_ef": settings.serving.hnsw_ef},
         "targets": targets(rates, floor_p50),
         "command": "python -m bench.serving " + " ".join(sys.argv[1:]),

@@ -126,7 +126,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="learnrec", summary="Streaming LEARN recommendations", lifespan=lifespan)
     app.state.service = service
     cfg = service.settings
-    app.add_middleware(LoadShedder, max_in_flight=cfg.serving.max_in_flight, registry=service.metrics.registry)
+    app.add_middleware(LoadShedder, max_in_flight=cfg.serving.max_in_flight, max_queue_ms=cfg.serving.max_queue_ms,
+                       registry=service.metrics.registry)
     app.add_middleware(RequestGuard, keys=parse_keys(cfg.serving.api_keys.get_secret_value()),
                        max_body_bytes=cfg.serving.max_body_bytes, metrics_open=cfg.serving.metrics_open)
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)

@@ -145,7 +145,10 @@ class ServingSettings(BaseSettings):
     api_keys: SecretStr = SecretStr("")
     metrics_open: bool = True
     max_body_bytes: int = Field(default=64 * 1024, ge=1)
-    max_in_flight: int = Field(default=12, ge=1)  # more /v1/ requests at once: 503 (serving/shedding.py)
+    # /v1/ requests past the queue bounds get 503 (serving/shedding.py): more than max_in_flight at
+    # once, or a queue that has not drained for max_queue_ms
+    max_in_flight: int = Field(default=32, ge=1)
+    max_queue_ms: float = Field(default=10.0, gt=0)
     max_model_batch: int = Field(default=4, ge=1)  # requests per user-tower batch (serving/model_step.py)
     exact_below: int = Field(default=20_000, ge=1)
     hnsw_ef: int = Field(default=128, ge=1)

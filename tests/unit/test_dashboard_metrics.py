@@ -87,7 +87,7 @@ def _serving_registry() -> CollectorRegistry:
     from learnrec.serving.versions import VersionHolder
 
     metrics = ServingMetrics(VersionHolder(), ContentCache(10))  # what serving.service builds per app
-    LoadShedder(None, max_in_flight=1, registry=metrics.registry)  # type: ignore[arg-type]  # as serving.api
+    LoadShedder(None, max_in_flight=1, max_queue_ms=10, registry=metrics.registry)  # type: ignore[arg-type]  # as serving.api
     return metrics.registry
 
 
