@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,16 @@ log = logging.getLogger("bench.freshness")
 
 WORDS = ("digital caliper cordless drill glass beaker pipette tips nitrile gloves microscope slide "
          "stainless steel ruler safety goggles lab coat hot plate magnetic stirrer thermometer").split()
+
+
+def wait_until(done: Callable[[], bool], timeout_s: float) -> bool:
+    """Poll ``done`` every 10 ms; False if it is still false after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if done():
+            return True
+        time.sleep(0.01)
+    return False
 
 
 class Announcements:
@@ -62,12 +73,7 @@ class Announcements:
                     self.seen.setdefault(fields[b"item_id"].decode(), now)
 
     def wait_for(self, item_ids: list[str], timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if all(i in self.seen for i in item_ids):
-                return True
-            time.sleep(0.01)
-        return False
+        return wait_until(lambda: all(i in self.seen for i in item_ids), timeout_s)
 
     def close(self) -> None:
         self._stop.set()
@@ -92,12 +98,12 @@ def percentiles_ms(latencies_s: list[float]) -> dict[str, float]:
             "max_ms": round(float(ms.max()), 1), "n": len(ms)}
 
 
-def measure_freshness(settings: Settings, announcements: Announcements, rate: float, count: int,
-                      rng: np.random.Generator) -> dict[str, float]:
-    """Produce ``count`` new items at ``rate`` per second; latency of each to its announcement."""
+def produce_items(settings: Settings, rate: float, count: int, tag: str, rng: np.random.Generator,
+                  on_send: Callable[[str], None] = lambda item_id: None) -> dict[str, float]:
+    """Send ``count`` new items (ids ``{tag}{n}``) at ``rate`` per second; their send times
+    (Unix seconds) by item id. ``on_send`` hears each id once it is sent."""
     producer = make_producer(settings, linger_ms=0)
     topic = topic_name(settings, ITEMS)
-    tag = f"r{rate:g}-"
     sent: dict[str, float] = {}
     start = time.monotonic()
     for n in range(count):
@@ -105,8 +111,16 @@ def measure_freshness(settings: Settings, announcements: Announcements, rate: fl
         event = new_item(n, tag, rng)
         sent[event.item_id] = time.time()
         producer.send(topic, key=event.key, value=event.to_bytes())
+        on_send(event.item_id)
     producer.flush()
     producer.close()
+    return sent
+
+
+def measure_freshness(settings: Settings, announcements: Announcements, rate: float, count: int,
+                      rng: np.random.Generator) -> dict[str, float]:
+    """Produce ``count`` new items at ``rate`` per second; latency of each to its announcement."""
+    sent = produce_items(settings, rate, count, f"r{rate:g}-", rng)
     if not announcements.wait_for(list(sent), timeout_s=60):
         raise RuntimeError(f"items at {rate}/s were not all announced within 60 s")
     return percentiles_ms([announcements.seen[i] - t for i, t in sent.items()])

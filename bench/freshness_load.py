@@ -37,12 +37,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.freshness import Announcements, new_item, percentiles_ms
+from bench.freshness import Announcements, percentiles_ms, produce_items, wait_until
 from bench.scratch import delete_scratch
 from bench.serving import fill, start_server, wait_ready
 from learnrec.shared.config import Settings, process_env
-from learnrec.shared.kafka_io import ensure_topics, make_producer
-from learnrec.shared.topics import ITEMS, topic_name
+from learnrec.shared.kafka_io import ensure_topics
 
 POLL_S = 0.002
 
@@ -78,37 +77,12 @@ class ServableWatch:
             time.sleep(POLL_S)
 
     def wait_all(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._lock:
-                if not self._pending:
-                    return True
-            time.sleep(0.01)
-        return False
+        return wait_until(lambda: not self._pending, timeout_s)
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
         self._client.close()
-
-
-def produce(settings: Settings, rate: float, count: int, tag: str, watch: ServableWatch | None) -> dict[str, float]:
-    """Send ``count`` new items at ``rate`` per second; returns their send times (Unix seconds)."""
-    producer = make_producer(settings, linger_ms=0)
-    topic = topic_name(settings, ITEMS)
-    rng = np.random.default_rng(len(tag))
-    sent: dict[str, float] = {}
-    start = time.monotonic()
-    for n in range(count):
-        time.sleep(max(0.0, start + n / rate - time.monotonic()))
-        event = new_item(n, tag, rng)
-        sent[event.item_id] = time.time()
-        producer.send(topic, key=event.key, value=event.to_bytes())
-        if watch is not None:
-            watch.add(event.item_id)
-    producer.flush()
-    producer.close()
-    return sent
 
 
 def _start(args: list[str], env: dict[str, str], log_path: Path, **options) -> subprocess.Popen:
@@ -134,7 +108,8 @@ def run(args: argparse.Namespace) -> dict:
             processes.append(_start(["learnrec.cli", "stream", worker, "--metrics-port", "0"], env,
                                     model_dir / f"{worker}.log"))
         announcements = Announcements(settings)
-        warm = produce(settings, 10, args.warmup, "warm-", None)  # the encoder loaded, its group joined
+        rng = np.random.default_rng(0)
+        warm = produce_items(settings, 10, args.warmup, "warm-", rng)  # the encoder loaded, its group joined
         if not announcements.wait_for(list(warm), timeout_s=300):
             raise RuntimeError(f"warm-up items not announced: {(model_dir / 'items.log').read_text()[-2000:]}")
         watch = ServableWatch(args.port, announcements)
@@ -144,7 +119,7 @@ def run(args: argparse.Namespace) -> dict:
                       stdout=subprocess.PIPE)
         processes.append(load)
         time.sleep(args.settle_s)
-        sent = produce(settings, args.items_per_s, int(args.items_per_s * args.seconds), "f-", watch)
+        sent = produce_items(settings, args.items_per_s, int(args.items_per_s * args.seconds), "f-", rng, watch.add)
         complete = watch.wait_all(timeout_s=60)
         serving = json.loads(load.communicate(timeout=load_s + 120)[0])
         watch.close()
