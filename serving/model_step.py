@@ -1,7 +1,8 @@
 """The model step of concurrent requests, batched: one batch per turn of the event loop.
 
-A request that has its history's content embeddings hands them to :meth:`ModelStep.run` and
-awaits the result. The requests that arrive there in the same turn of the event loop run as one
+A request that has its history's content embeddings hands them to :meth:`ModelStep.search` (or
+:meth:`ModelStep.user_vector`, for a filtered request that searches on its own) and awaits the
+result. The requests that arrive there in the same turn of the event loop run as one
 batch in one callback: one ONNX run of the user tower over ``[B, L, content_dim]`` (right padded
 and masked), then each request's index search. At most one batch runs per turn, so between two
 batches the loop reads new requests, takes Redis replies and sheds load
@@ -54,7 +55,8 @@ class ModelStep:
         """The user vector ``[vector_dim]`` of ``history`` (content ``[L, content_dim]``)."""
         return await self._submit(version, history, content, None, ())
 
-    async def _submit(self, version, history, content, k, exclude):
+    async def _submit(self, version: ServingVersion, history: Sequence[str], content: np.ndarray,
+                      k: int | None, exclude: Collection[str]):
         loop = asyncio.get_running_loop()
         job = _Job(version, history, content, k, exclude, loop.create_future())
         self._waiting.append(job)
