@@ -1,4 +1,5 @@
-"""``learnrec serve``: run the recommendation API on uvicorn (uvloop + httptools)."""
+"""``learnrec serve``: run the recommendation API on uvicorn (uvloop + httptools, with the protocol
+that answers a shed request in the turn that reads it: :mod:`learnrec.serving.http_protocol`)."""
 
 from __future__ import annotations
 
@@ -23,13 +24,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from learnrec.serving.http_protocol import SheddingHttpProtocol
+
     uvicorn.run(
         "learnrec.serving.asgi:app",
         host=args.host,
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        http=SheddingHttpProtocol,
         access_log=False,
         log_config=None,
     )

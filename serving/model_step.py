@@ -1,15 +1,16 @@
-"""The model step of concurrent requests, batched: one batch per turn of the event loop.
+"""The model step of concurrent requests, batched, in short units between turns of the event loop.
 
 A request that has its history's content embeddings hands them to :meth:`ModelStep.search` (or
 :meth:`ModelStep.user_vector`, for a filtered request that searches on its own) and awaits the
-result. The requests that arrive there in the same turn of the event loop run as one
-batch in one callback: one ONNX run of the user tower over ``[B, L, content_dim]`` (right padded
-and masked), then each request's index search. At most one batch runs per turn, so between two
-batches the loop reads new requests, takes Redis replies and sheds load
-(:mod:`learnrec.serving.shedding`): no request waits behind more than one batch of model work
-before the server looks at it, and under load the batch grows instead of the queue of callbacks.
-The user tower and the search stay on the event loop's thread (in worker threads they made p99
-4-20x worse on two cores: docs/SERVING.md).
+result. The requests waiting there share one ONNX run of the user tower over ``[B, L,
+content_dim]`` (right padded and masked, at most ``max_batch``); each request's index search then
+runs on its own. Each turn of the event loop runs one unit of that work, a search if one is
+ready, else a tower batch, so between two units the loop reads new requests, takes Redis replies
+and sheds load (:mod:`learnrec.serving.shedding`): a new request waits behind at most one unit of
+model work (a tower batch or one search, well under a millisecond each here) before the server
+looks at it, and under load the batch grows instead of the queue of callbacks. The user tower and
+the search stay on the event loop's thread (in worker threads they made p99 4-20x worse on two
+cores: docs/SERVING.md).
 """
 
 from __future__ import annotations
@@ -37,12 +38,13 @@ class _Job:
 
 
 class ModelStep:
-    """Batches the user tower (and the plain index search) of the requests waiting in a turn."""
+    """Batches the user tower of the requests waiting in a turn; runs one unit of model work a turn."""
 
     def __init__(self, max_batch: int, observe: Callable[[int], None] = lambda size: None) -> None:
         self.max_batch = max_batch
         self._observe = observe  # called with each batch's size
-        self._waiting: deque[_Job] = deque()
+        self._waiting: deque[_Job] = deque()  # requests before the user tower
+        self._searches: deque[tuple[_Job, np.ndarray]] = deque()  # requests with their user vector [vector_dim]
         self._scheduled = False
 
     async def search(self, version: ServingVersion, history: Sequence[str], content: np.ndarray,
@@ -62,24 +64,30 @@ class ModelStep:
         self._waiting.append(job)
         if not self._scheduled:
             self._scheduled = True
-            loop.call_soon(self._run_batch)
+            loop.call_soon(self._step)
         return await job.done
 
-    def _run_batch(self) -> None:
-        """Run up to ``max_batch`` waiting jobs; the rest wait for the next turn."""
+    def _step(self) -> None:
+        """One unit of model work: the search of a request whose user vector is ready, else the
+        user tower over up to ``max_batch`` waiting requests; the rest waits for the next turn."""
         self._scheduled = False
-        jobs = [self._waiting.popleft() for _ in range(min(self.max_batch, len(self._waiting)))]
-        if self._waiting:
+        if self._searches:
+            self._search_one()
+        else:
+            self._run_towers()
+        if self._searches or self._waiting:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._run_batch)
+            asyncio.get_running_loop().call_soon(self._step)
+
+    def _run_towers(self) -> None:
+        jobs = [self._waiting.popleft() for _ in range(min(self.max_batch, len(self._waiting)))]
         jobs = [job for job in jobs if not job.done.cancelled()]  # their clients went away
         if jobs:
             self._observe(len(jobs))
         for version in {id(job.version): job.version for job in jobs}.values():
             self._run_version([job for job in jobs if job.version is version])
 
-    @staticmethod
-    def _run_version(jobs: list[_Job]) -> None:
+    def _run_version(self, jobs: list[_Job]) -> None:
         version = jobs[0].version
         try:
             vectors = version.user_vectors(*_padded([job.content for job in jobs]), [job.history for job in jobs])
@@ -88,10 +96,19 @@ class ModelStep:
                 job.done.set_exception(err)
             return
         for job, vector in zip(jobs, vectors, strict=True):
-            try:
-                job.done.set_result(vector if job.k is None else version.index.search(vector, job.k, job.exclude))
-            except Exception as err:
-                job.done.set_exception(err)
+            if job.k is None:
+                job.done.set_result(vector)
+            else:
+                self._searches.append((job, vector))
+
+    def _search_one(self) -> None:
+        job, vector = self._searches.popleft()
+        if job.done.cancelled():
+            return
+        try:
+            job.done.set_result(job.version.index.search(vector, job.k, job.exclude))
+        except Exception as err:
+            job.done.set_exception(err)
 
 
 def _padded(contents: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,11 @@ A burst that arrives together (the requests queued in the socket while the proce
 descheduled for a moment) is admitted up to the cap as long as the queue it joins is young; a
 load past saturation keeps the queue old and is shed. Health, readiness and metrics are never
 shed.
+
+Where the server runs uvicorn with :class:`~learnrec.serving.http_protocol.SheddingHttpProtocol`
+(``learnrec serve`` does), a refused request is answered in the turn of the event loop that
+read it, not in the next one: the shedder puts itself in the lifespan state (:data:`STATE_KEY`)
+for the protocol to ask (:meth:`LoadShedder.refuses`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from learnrec.serving.guard import reply
 
 QUEUE_FLOOR = 8  # requests waiting past max_queue_ms that make a queue
+STATE_KEY = "learnrec.load_shedder"  # the lifespan state's entry holding the process's shedder
 
 
 class LoadShedder:
@@ -59,8 +65,14 @@ class LoadShedder:
                         f"{self.max_queue_s * 1000:.0f} ms")
         return None
 
+    def refuses(self, scope: Scope) -> bool:
+        """Whether a request of ``scope`` arriving now would be shed."""
+        return _sheddable(scope) and self._overloaded(time.perf_counter()) is not None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+        if scope["type"] == "lifespan" and "state" in scope:  # for SheddingHttpProtocol
+            scope["state"][STATE_KEY] = self
+        if not _sheddable(scope):
             await self.app(scope, receive, send)
             return
         now = time.perf_counter()
@@ -75,3 +87,8 @@ class LoadShedder:
             await self.app(scope, receive, send)
         finally:
             del self._admitted[number]
+
+
+def _sheddable(scope: Scope) -> bool:
+    """A recommendation request (health, readiness and metrics are never shed)."""
+    return scope["type"] == "http" and scope["path"].startswith("/v1/")

@@ -32,17 +32,20 @@ def wait_until(predicate: Callable[[], T], timeout: float = 10.0, every: float =
 
 
 class LiveServer:
-    """``learnrec.serving.api.create_app(settings)`` served by uvicorn on a free port (a context manager)."""
+    """``learnrec.serving.api.create_app(settings)`` served by uvicorn on a free port, with the
+    protocol ``learnrec serve`` uses (a context manager)."""
 
     def __init__(self, settings: Settings) -> None:
         import uvicorn
 
         from learnrec.serving.api import create_app
+        from learnrec.serving.http_protocol import SheddingHttpProtocol
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
+                                http=SheddingHttpProtocol)
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="learnrec-serving", daemon=True)
 

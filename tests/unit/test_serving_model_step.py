@@ -1,7 +1,9 @@
 """ModelStep: concurrent requests batched through a real ONNX user tower give each request what
-it would get alone; one batch per event-loop turn; errors and cancelled requests stay their own."""
+it would get alone; one unit of model work (a tower batch or one search) per event-loop turn;
+errors and cancelled requests stay their own."""
 
 import asyncio
+import itertools
 
 import numpy as np
 import pytest
@@ -80,6 +82,44 @@ def test_between_two_batches_the_loop_runs_other_callbacks(version) -> None:
 
     asyncio.run(main())
     assert order == ["batch 3", "other", "batch 3"]
+
+
+class _RecordingIndex:
+    """An index that notes each search in ``order``."""
+
+    def __init__(self, index: ItemIndex, order: list[str]) -> None:
+        self._index, self._order = index, order
+
+    def search(self, query, k, exclude=()):
+        self._order.append("search")
+        return self._index.search(query, k, exclude)
+
+
+def test_each_search_runs_in_a_turn_of_its_own(version) -> None:
+    histories = _histories(3)
+    order: list[str] = []
+    recording = ServingVersion(version._towers, _RecordingIndex(version.index, order))
+    step = ModelStep(max_batch=4, observe=lambda size: order.append(f"batch {size}"))
+
+    async def main():
+        requests = [asyncio.ensure_future(step.search(recording, ids, c, 5, set(ids))) for ids, c in histories]
+        await asyncio.sleep(0)  # every request is waiting now
+
+        def other() -> None:  # a callback of every turn, as the loop's I/O would be
+            order.append("other")
+            if not all(r.done() for r in requests):
+                asyncio.get_running_loop().call_soon(other)
+
+        asyncio.get_running_loop().call_soon(other)
+        return await asyncio.gather(*requests)
+
+    found = asyncio.run(main())
+    model_work = [i for i, entry in enumerate(order) if entry != "other"]
+    assert [order[i] for i in model_work] == ["batch 3", "search", "search", "search"]
+    assert all("other" in order[a + 1 : b] for a, b in itertools.pairwise(model_work))  # a turn between each
+    for (ids, content), answer in zip(histories, found, strict=True):
+        alone = _alone(version, ids, content)
+        assert [item for item, _ in answer] == [item for item, _ in version.index.search(alone, 5, set(ids))]
 
 
 def test_a_failing_batch_fails_its_requests_only(version) -> None:
