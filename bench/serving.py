@@ -8,8 +8,11 @@ blend of docs/MODEL.md, its vectors ``output_dim + content_dim`` wide):
    histories and content embeddings ``[content_dim]`` of the items in them, and a model version whose user tower is
    the real LEARN tower (``learnrec.shared.model.towers.LearnModel``, untrained) exported to ONNX;
 2. measures the *floor*: the same request path in this process without HTTP (history fetch,
-   content embeddings, user tower, index search), one request at a time; loading the version
-   here builds its index and saves it as the version's snapshot (``index_build_s``);
+   content embeddings, user tower, index search), one request right after another, and
+   *paced* at low rates (``--paced-floor-rates``: the requests ``1 / rate`` apart, one at a
+   time, so the caches and cores go idle between them as they do under HTTP at that rate);
+   loading the version here builds its index and saves it as the version's snapshot
+   (``index_build_s``);
 3. starts ``learnrec serve`` in a subprocess, which loads that snapshot (``server_ready_s``: its
    start to ready, at a million items the figure the 30-second target is about), and drives ``GET /v1/users/{u}/recommendations``
    with an open-loop generator (``bench.serving_load``): requests leave at scheduled times
@@ -21,7 +24,7 @@ over every request, ``accepted_p50_ms`` / ``accepted_p99_ms`` over the answered 
 ``shed_p99_ms`` over the ones shed with 503, ``error_rate`` (anything but 200), ``sent``,
 ``achieved_rps``, ``client_late_p99_ms``, ``redis_forks``: Redis's AOF rewrites or saves that
 started during the rate, each a child process taking a core; every rate starts once none runs),
-``floor_p50_ms``, ``floor_p99_ms``, ``memory``
+``floor_p50_ms``, ``floor_p99_ms``, ``floor_paced[rate]`` (``p50_ms``, ``p99_ms``), ``memory``
 (the version's index snapshot on disk, in all and per item, and the server's resident memory
 once ready and after the load), the serving settings, and ``targets``: issue 16's figures (p99 at 300 req/s, HTTP p50 over the floor, the
 saturation rate (the highest rate answered in full with p99 <= 50 ms) and the overload figures
@@ -101,8 +104,11 @@ def fill(settings: Settings, args: argparse.Namespace, encoder: str = "bench-ran
     return version
 
 
-async def measure_floor(settings: Settings, users: int, requests: int) -> tuple[float, float, float]:
-    """(p50 ms, p99 ms, index load s) of ``Recommender.for_user``, one request at a time."""
+async def measure_floor(settings: Settings, users: int, requests: int, paced_rates: list[int],
+                        paced_s: float) -> dict:
+    """``Recommender.for_user`` in this process: ``p50_ms`` / ``p99_ms`` one request right after
+    another, ``paced`` p50 / p99 per rate with the requests ``1 / rate`` apart for ``paced_s``
+    (the idle gaps of a low rate, without HTTP), and ``load_s`` (the index load)."""
     service = ServingService(settings)
     started = time.perf_counter()
     service.start()
@@ -113,14 +119,23 @@ async def measure_floor(settings: Settings, users: int, requests: int) -> tuple[
         rng = np.random.default_rng(1)
         for user in rng.integers(0, users, 200):  # warm the content cache like the server's
             await service.recommender.for_user(f"user-{user}", 10)
-        latencies = []
-        for user in rng.integers(0, users, requests):
-            t0 = time.perf_counter()
-            await service.recommender.for_user(f"user-{user}", 10)
-            latencies.append(time.perf_counter() - t0)
+
+        async def timed(count: int, gap_s: float) -> tuple[float, float]:
+            latencies, due = [], time.perf_counter()
+            for user in rng.integers(0, users, count):
+                due += gap_s
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                t0 = time.perf_counter()
+                await service.recommender.for_user(f"user-{user}", 10)
+                latencies.append(time.perf_counter() - t0)
+            return percentiles(latencies)
+
+        p50, p99 = await timed(requests, 0.0)
+        paced = {str(rate): dict(zip(("p50_ms", "p99_ms"), await timed(int(rate * paced_s), 1 / rate), strict=True))
+                 for rate in paced_rates}
     finally:
         await service.stop()
-    return (*percentiles(latencies), round(load_s, 2))
+    return {"p50_ms": p50, "p99_ms": p99, "paced": paced, "load_s": round(load_s, 2)}
 
 
 def start_server(settings: Settings, port: int, log_path: Path) -> subprocess.Popen:
@@ -180,8 +195,9 @@ def run(args: argparse.Namespace) -> dict:
         fill(settings, args)
         fill_s = time.perf_counter() - t
         print(f"filled {args.items} items, {args.users} users in {fill_s:.1f} s", flush=True)
-        floor_p50, floor_p99, load_s = asyncio.run(measure_floor(settings, args.users, args.floor_requests))
-        print(f"floor p50 {floor_p50} ms p99 {floor_p99} ms (index built in {load_s} s)", flush=True)
+        floor = asyncio.run(measure_floor(settings, args.users, args.floor_requests, args.paced_floor_rates,
+                                          args.paced_floor_s))
+        print(f"floor {floor}", flush=True)
         server_log = model_dir / "server.log"
         server = start_server(settings, args.port, server_log)
         ready_s = wait_ready(server, args.port, 300, server_log)
@@ -217,23 +233,25 @@ def run(args: argparse.Namespace) -> dict:
         "duration_s_per_rate": args.duration_s,
         "cpus": os.cpu_count(),
         "rps": rates,
-        "floor_p50_ms": floor_p50,
-        "floor_p99_ms": floor_p99,
-        "index_build_s": load_s,
+        "floor_p50_ms": floor["p50_ms"],
+        "floor_p99_ms": floor["p99_ms"],
+        "floor_paced": floor["paced"],
+        "index_build_s": floor["load_s"],
         "server_ready_s": round(ready_s, 2),
         "server_loaded_snapshot": loaded_snapshot,
         "memory": memory | {"snapshot_bytes_per_item": round(memory["snapshot_bytes"] / args.items, 1)},
         "settings": {"max_in_flight": settings.serving.max_in_flight, "max_queue_ms": settings.serving.max_queue_ms,
                      "max_model_batch": settings.serving.max_model_batch, "hnsw_ef": settings.serving.hnsw_ef},
-        "targets": targets(rates, floor_p50),
+        "targets": targets(rates, floor["p50_ms"], floor["paced"]),
         "command": "python -m bench.serving " + " ".join(sys.argv[1:]),
     }
 
 
-def targets(rates: dict[str, dict], floor_p50: float) -> dict:
+def targets(rates: dict[str, dict], floor_p50: float, paced: dict[str, dict] | None = None) -> dict:
     """Issue 16's figures from the measured rates: p99 at 300 req/s, HTTP p50 over the floor
-    per rate, the saturation rate, and the overload figures at the highest rate measured that is
-    at least twice the saturation rate (None where no rate qualifies)."""
+    per rate (and over the paced floor of the same rate, where measured), the saturation rate,
+    and the overload figures at the highest rate measured that is at least twice the saturation
+    rate (None where no rate qualifies)."""
     answered_in_time = [int(r) for r, m in rates.items() if m["error_rate"] == 0 and m["p99_ms"] <= SATURATION_P99_MS]
     saturation = max(answered_in_time, default=None)
     overload_rates = [int(r) for r in rates if saturation and int(r) >= 2 * saturation]
@@ -243,6 +261,8 @@ def targets(rates: dict[str, dict], floor_p50: float) -> dict:
         "p99_at_300_rps_ms": at_300.get("p99_ms"),
         "no_errors_at_300_rps": at_300.get("error_rate") == 0 if at_300 else None,
         "http_p50_over_floor": {r: round(m["p50_ms"] / floor_p50, 2) for r, m in rates.items()},
+        "http_p50_over_paced_floor": {r: round(rates[r]["p50_ms"] / m["p50_ms"], 2)
+                                      for r, m in (paced or {}).items() if r in rates},
         "saturation_rps": saturation,
         "overload_rps": max(overload_rates) if overload_rates else None,
         "overload_answered": round(1 - overload["error_rate"], 3) if overload else None,
@@ -263,6 +283,9 @@ def main() -> None:
     parser.add_argument("--duration-s", type=float, default=20.0, help="per rate")
     parser.add_argument("--warmup-s", type=float, default=10.0)
     parser.add_argument("--floor-requests", type=int, default=2000)
+    parser.add_argument("--paced-floor-rates", type=int, nargs="*", default=[100, 200],
+                        help="also measure the floor with requests 1/rate apart, as at these rates")
+    parser.add_argument("--paced-floor-s", type=float, default=10.0)
     parser.add_argument("--timeout-s", type=float, default=2.0)
     parser.add_argument("--port", type=int, default=18080)
     parser.add_argument("--out", type=Path, default=RESULTS)
