@@ -36,7 +36,7 @@ class SheddingHttpProtocol(HttpToolsProtocol):
         if shedder is None or self.flow.write_paused or not shedder.refuses(cycle.scope):
             super()._start_asgi_task(cycle, app)
             return
-        context = contextvars.Context()  # as a task would have (uvicorn may reset context vars)
+        context = contextvars.Context()  # a fresh one, as uvicorn gives a task with reset_contextvars
         coro = cycle.run_asgi(app)
         try:
             awaited = context.run(coro.send, None)
