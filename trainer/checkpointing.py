@@ -4,7 +4,7 @@ The checkpoint, not Kafka's committed offsets, is the trainer's source of truth.
 and read by :mod:`learnrec.shared.model.checkpoint` (``format``, ``config``, ``state_dict``,
 ``extra``), like an offline one; this module names what the online trainer keeps in ``extra``:
 
-- ``optimizer``: the AdamW state dict;
+- ``optimizer``: the optimizer's state dict (:class:`~learnrec.trainer.lazy_adamw.LazyAdamW`, in AdamW's layout);
 - ``offsets``: ``{"topic:partition": next offset to consume}``;
 - ``sequences`` / ``replay``: :class:`~learnrec.trainer.sequences.UserSequences` and
   :class:`~learnrec.trainer.sequences.ReplayBuffer` states;

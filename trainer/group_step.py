@@ -98,19 +98,22 @@ def group_step(trainer: OnlineTrainer, released: Released) -> None:
 
 
 def _reduce_rows(table: torch.nn.Parameter) -> torch.Tensor:
-    """The ID table's gradient summed over the members, only the rows some member's step
-    touched travelling (a step touches a few hundred of a catalogue's rows)."""
-    local = table.grad if table.grad is not None else torch.zeros_like(table)
-    touched = local.abs().sum(1).nonzero().flatten().tolist()
+    """The ID table's gradient summed over the members, sparse: only the rows some member's step
+    touched travel (a step touches a few thousand of a catalogue's rows), and only they are
+    updated (:mod:`learnrec.trainer.lazy_adamw`)."""
+    mine, values = torch.zeros(0, dtype=torch.long), torch.zeros(0, table.shape[1])
+    if table.grad is not None:
+        local = table.grad.coalesce()
+        nonzero = local.values().abs().sum(1) > 0
+        mine, values = local.indices()[0][nonzero], local.values()[nonzero]
     gathered: list[list[int] | None] = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, touched)
+    dist.all_gather_object(gathered, mine.tolist())
     rows = torch.tensor(sorted({r for member in gathered for r in member or ()}), dtype=torch.long)
-    summed = torch.zeros_like(table)
+    block = torch.zeros(len(rows), table.shape[1])  # [rows, dim]
     if len(rows):
-        block = local[rows].contiguous()
+        block[torch.searchsorted(rows, mine)] = values
         dist.all_reduce(block)
-        summed[rows] = block
-    return summed
+    return torch.sparse_coo_tensor(rows[None], block, tuple(table.shape))
 
 
 def train_released(trainer: OnlineTrainer, steps: int, batch_size: int) -> None:

@@ -41,6 +41,7 @@ from learnrec.trainer.config import TrainConfig
 from learnrec.trainer.content import ContentTable
 from learnrec.trainer.examples import Batch, Example, collate, examples_from_snapshots
 from learnrec.trainer.id_index import IdIndex, grow_model
+from learnrec.trainer.lazy_adamw import LazyAdamW
 from learnrec.trainer.sequences import ReplayBuffer, UserSequences
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ class Released:
 
 
 class OnlineTrainer:
-    """Model + AdamW + sequences + replay buffer + ID rows + held-back events + offsets.
+    """Model + AdamW (lazy on the ID table: :mod:`learnrec.trainer.lazy_adamw`) + sequences + replay
+    buffer + ID rows + held-back events + offsets.
     ``cfg``: an online config (:meth:`TrainConfig.from_settings`)."""
 
     def __init__(self, model: LearnModel, content: ContentTable, cfg: TrainConfig, encoder: str,
@@ -74,7 +76,8 @@ class OnlineTrainer:
         self.encoder = encoder
         self.ids = ids or IdIndex()
         self.id_counts: dict[str, int] = {}  # trained interactions of items without an ID row yet
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        model.sparse_id_grads = True  # a step updates the ID rows it used, not the whole table
+        self.optimizer = LazyAdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sequences = UserSequences(self.history_len + 1, self.stream.max_users)
         self.replay = ReplayBuffer(self.stream.replay_capacity, seed=cfg.seed)
         # (event id, example, "topic:partition" or None), oldest first
@@ -270,7 +273,8 @@ class OnlineTrainer:
         return sampled_softmax_loss(user, positive, negatives, self.cfg.temperature, math.log(k / n), excluded)
 
     def apply_gradients(self) -> None:
-        """One AdamW step on the gradients the parameters hold (warm-up, clipping)."""
+        """One AdamW step on the gradients the parameters hold (warm-up, clipping; the ID table's
+        rows without a gradient are left alone)."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg.lr * min(1.0, (self.steps + 1) / max(1, self.cfg.warmup_steps))
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)

@@ -150,6 +150,7 @@ class LearnModel(nn.Module):
         self.input_norm = nn.LayerNorm(config.model_dim)
         # Zero rows: an item's input is content-only until its row is trained.
         self.id_table = nn.Parameter(torch.zeros(config.id_rows, config.model_dim))
+        self.sparse_id_grads = False  # the ID table's gradient as a sparse tensor of the rows used (online training)
         self.positions = nn.Embedding(config.max_len, config.model_dim)
         nn.init.normal_(self.positions.weight, std=0.02)
         self.blocks = nn.ModuleList(
@@ -205,7 +206,7 @@ class LearnModel(nn.Module):
             keep = keep & (torch.rand(rows.shape, device=rows.device) >= self.config.id_dropout)
         if not len(self.id_table):
             return torch.zeros(*rows.shape, self.config.model_dim, device=rows.device)
-        vectors = F.embedding(rows.clamp(min=0), self.id_table)
+        vectors = F.embedding(rows.clamp(min=0), self.id_table, sparse=self.sparse_id_grads)
         return vectors * (keep[..., None] * self.config.id_scale)
 
     def embed(self, content: torch.Tensor | None, id_vecs: torch.Tensor | None = None,

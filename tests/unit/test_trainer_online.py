@@ -263,3 +263,26 @@ def test_the_step_honours_the_negatives_policy_and_mask_history():
     assert first_step()[1] == [2, 12]  # the targets, then 12 sampled negatives of the 30 items
     assert first_step(full_softmax_max_items=30)[1] == [2, 30]
     assert first_step(negatives=1024)[0] != pytest.approx(first_step(negatives=1024, mask_history=False)[0])
+
+
+def test_a_step_leaves_the_id_rows_it_did_not_use_as_they_were():
+    trainer = _trainer(negatives=4)
+    trainer.add(_events(96))
+    trainer.flush()  # rows exist, with Adam moments that would carry them on under plain AdamW
+    used: list[torch.Tensor] = []
+    lookup = trainer.model.id_vectors
+
+    def recording(rows):
+        used.append(rows.flatten())
+        return lookup(rows)
+
+    trainer.model.id_vectors = recording
+    before = trainer.model.id_table.detach().clone()
+    trainer.add(_events(16, users=1, start=96))
+    trainer.flush()
+    touched = torch.zeros(len(before), dtype=torch.bool)
+    touched[torch.cat(used).clamp(min=0)] = True
+    after = trainer.model.id_table.detach()[: len(before)]
+    assert (~touched[: len(trainer.ids)]).any(), "some rows must go unused for the test to mean anything"
+    assert torch.equal(after[~touched], before[~touched])
+    assert not torch.equal(after[touched], before[touched])
