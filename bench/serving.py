@@ -248,7 +248,7 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
-def targets(rates: dict[str, dict], floor_p50: float, paced: dict[str, dict] | None = None) -> dict:
+def targets(rates: dict[str, dict], floor_p50: float, paced: dict[str, dict]) -> dict:
     """Issue 16's figures from the measured rates: p99 at 300 req/s, HTTP p50 over the floor
     per rate (and over the paced floor of the same rate, where measured), the saturation rate,
     and the overload figures at twice the saturation rate (the lowest rate measured at or above
@@ -262,7 +262,7 @@ def targets(rates: dict[str, dict], floor_p50: float, paced: dict[str, dict] | N
         "no_errors_at_300_rps": at_300.get("error_rate") == 0 if at_300 else None,
         "http_p50_over_floor": {r: round(m["p50_ms"] / floor_p50, 2) for r, m in rates.items()},
         "http_p50_over_paced_floor": {r: round(rates[r]["p50_ms"] / m["p50_ms"], 2)
-                                      for r, m in (paced or {}).items() if r in rates},
+                                      for r, m in paced.items() if r in rates},
         "saturation_rps": saturation,
         **_overload("overload", overload_rates[0] if overload_rates else None, rates),
         **_overload("overload_highest", overload_rates[-1] if overload_rates else None, rates),

@@ -15,6 +15,7 @@ row, every step: what the trainer did before), alternating in one run.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -84,10 +85,12 @@ def main() -> None:
     parser.add_argument("--optimizers", nargs="+", choices=("lazy", "dense"), default=["lazy"])
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    runs = [bench(t, args.events, args.warmup, args.users, args.items, args.content_dim, id_rows=rows, optimizer=opt)
-            for _ in range(args.repeats) for rows in args.id_rows for t in args.threads for opt in args.optimizers]
-    for run in runs:
-        print(json.dumps(run), flush=True)
+    runs = []
+    for _, rows, threads, optimizer in itertools.product(range(args.repeats), args.id_rows, args.threads,
+                                                        args.optimizers):
+        runs.append(bench(threads, args.events, args.warmup, args.users, args.items, args.content_dim,
+                          id_rows=rows, optimizer=optimizer))
+        print(json.dumps(runs[-1]), flush=True)  # progress: each run as it ends
     result = {"command": "python -m bench.trainer_core " + " ".join(sys.argv[1:]), "runs": runs, "machine": {"cpus": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
                                        "torch": torch.__version__,
                                        "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}}
